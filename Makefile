@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: MIT
+#
+# upalloc top-level Makefile.
+#
+#   make            build the module (every installed Debian 6.1/6.12 kernel),
+#                   the library, the selftests and the tools
+#   make demo       boot a guest (KERNEL=6.1 or 6.12), insert the module, run
+#                   python3 and sqlite3 on libupalloc, show /proc/upalloc/*
+#   make check      build, run the host suites, then boot one guest per kernel
+#                   (KERNELS="6.1 6.12") for the guest suites; prints
+#                   "N passed, N failed, N skipped" last, fails if any failed
+#   make deps       install the Debian packages needed (tools/install-deps)
+#   make checkpatch checkpatch.pl --strict on the module sources
+#   make clean      remove build/
+#
+# The host of this project cannot load modules; kernel code runs in
+# tools/upalloc-vm (qemu TCG).  Results of make check: build/results/.
+
+TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BUILD := $(TOP)/build
+RESULTS := $(BUILD)/results
+VM := $(TOP)/tools/upalloc-vm
+KERNELS ?= 6.1 6.12
+KERNEL ?= 6.1
+
+# Parts still being written by other helpers must not break the build; once
+# every part exists these are all present (make check then requires them).
+HAVE_KMOD := $(wildcard $(TOP)/kmod/Makefile)
+HAVE_USERLIB := $(wildcard $(TOP)/userlib/Makefile)
+HAVE_SELFTESTS := $(wildcard $(TOP)/selftests/Makefile)
+TOOL_MAKEFILES := $(wildcard $(TOP)/tools/Makefile $(TOP)/tools/*/Makefile)
+
+.PHONY: all module userlib selftests tools checkpatch check check-host \
+	check-guest demo deps clean
+
+all: module userlib selftests tools
+
+# Kernel releases the KERNELS names resolve to (newest installed of each).
+kernel_releases = $(foreach k,$(KERNELS),$(shell $(VM) --resolve --kernel $(k) 2>/dev/null))
+
+module:
+ifneq ($(HAVE_KMOD),)
+	@for k in $(kernel_releases); do \
+		$(MAKE) -C $(TOP)/kmod KVER=$$k || exit 1; \
+	done
+else
+	@echo "module: kmod/Makefile not present yet, skipped"
+endif
+
+userlib:
+ifneq ($(HAVE_USERLIB),)
+	$(MAKE) -C $(TOP)/userlib
+else
+	@echo "userlib: userlib/Makefile not present yet, skipped"
+endif
+
+selftests:
+ifneq ($(HAVE_SELFTESTS),)
+	$(MAKE) -C $(TOP)/selftests
+else
+	@echo "selftests: selftests/Makefile not present yet, skipped"
+endif
+
+tools:
+	@for mk in $(TOOL_MAKEFILES); do \
+		$(MAKE) -C $$(dirname $$mk) || exit 1; \
+	done
+
+checkpatch:
+ifneq ($(HAVE_KMOD),)
+	$(MAKE) -C $(TOP)/kmod checkpatch
+else
+	@echo "checkpatch: kmod/Makefile not present yet" >&2; exit 1
+endif
+
+# Build once on the host, run the host suites, then one guest per kernel;
+# a failing suite must not stop the others, so only the final count decides.
+check: all
+	@rm -rf $(RESULTS)
+	@mkdir -p $(RESULTS)/host
+	@start=$$(date +%s); \
+	$(TOP)/tools/guest/run-suites host $(RESULTS)/host; \
+	for k in $(KERNELS); do \
+		$(TOP)/tools/guest/check-kernel $$k $(RESULTS); \
+	done; \
+	echo "make check: results in $(RESULTS) ($$(( $$(date +%s) - start ))s)"; \
+	$(TOP)/tools/ktap-count $(RESULTS)/*/*.tap
+
+# Only the host part, or only the guest part (no rebuild), for quick loops.
+check-host:
+	@rm -rf $(RESULTS)/host && mkdir -p $(RESULTS)/host
+	@$(TOP)/tools/guest/run-suites host $(RESULTS)/host; \
+	$(TOP)/tools/ktap-count $(RESULTS)/host/*.tap
+
+check-guest:
+	@for k in $(KERNELS); do $(TOP)/tools/guest/check-kernel $$k $(RESULTS); done; \
+	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap)
+
+demo:
+	@rel=$$($(VM) --resolve --kernel $(KERNEL)) || exit 2; \
+	$(MAKE) --no-print-directory KERNELS=$(KERNEL) module userlib || exit 1; \
+	mod=$(BUILD)/kmod/$$rel/upalloc.ko; \
+	if [ -f $$mod ]; then modarg="--module $$mod"; else \
+		echo "demo: $$mod was not built (kmod/ missing?)" >&2; exit 1; fi; \
+	$(VM) --kernel $$rel $$modarg --timeout 900 -- tools/guest/demo
+
+deps:
+	$(TOP)/tools/install-deps
+
+clean:
+ifneq ($(HAVE_KMOD),)
+	-$(MAKE) -C $(TOP)/kmod clean
+endif
+ifneq ($(HAVE_USERLIB),)
+	-$(MAKE) -C $(TOP)/userlib clean
+endif
+ifneq ($(HAVE_SELFTESTS),)
+	-$(MAKE) -C $(TOP)/selftests clean
+endif
+	rm -rf $(BUILD)
+
+-include $(TOP)/tools/install.mk
