@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+/*
+ * devfault: the cost of first-touch faults and of populating on a
+ * /dev/upalloc region, next to anonymous memory, in the same process.
+ *
+ * Usage: devfault [--quick] [--pages=N] [--reps=R] [--threads=T]
+ *
+ * For each kind of memory (dev: a plain MAP_SHARED mapping of /dev/upalloc,
+ * committed whole; anon: MAP_PRIVATE | MAP_ANONYMOUS with MADV_NOHUGEPAGE,
+ * so that both sides fault 4 KiB pages) it times, on a fresh mapping of N
+ * pages each time, the median of R repetitions of:
+ *
+ *   touch     one write per page, in address order (one fault per page)
+ *   stream    memset of the whole mapping (faults plus writing every byte)
+ *   threads   T threads, each writing one byte per page of its own slice
+ *   populate  dev: mmap + UPALLOC_IOC_POPULATE; anon: mmap(MAP_POPULATE)
+ *   touch_populated  one write per page after populating (no faults left)
+ *   unmap     munmap of a mapping whose pages are all present
+ *
+ * and prints nanoseconds per page and the ratios dev/anon, and populate
+ * against first touch. Every mapping is checked (written bytes read back,
+ * untouched bytes zero, POPULATE's nr_pages) outside the timed sections.
+ * Exit 4 (kselftest skip) when /dev/upalloc is missing.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "uapi/upalloc.h"
+#include "bench.h"
+
+#define KSFT_SKIP 4
+
+enum kind { DEV, ANON };
+static const char *const kind_name[] = { [DEV] = "dev", [ANON] = "anon" };
+
+static int dev_fd = -1;
+static size_t page_size;
+
+static unsigned char *map_region(enum kind kind, size_t len, int populate)
+{
+	void *p;
+
+	if (kind == DEV) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dev_fd, 0);
+		if (p == MAP_FAILED)
+			bench_fail("mmap of %zu bytes of %s: %s", len,
+				   UPALLOC_DEVICE_PATH, strerror(errno));
+		if (populate) {
+			struct upalloc_range r = {
+				.addr = (uintptr_t)p,
+				.len = len,
+			};
+
+			if (ioctl(dev_fd, UPALLOC_IOC_POPULATE, &r))
+				bench_fail("UPALLOC_IOC_POPULATE: %s", strerror(errno));
+			if (r.nr_pages != len / page_size)
+				bench_fail("UPALLOC_IOC_POPULATE allocated %llu pages, not %zu",
+					   (unsigned long long)r.nr_pages,
+					   len / page_size);
+		}
+		return p;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
+	if (p == MAP_FAILED)
+		bench_fail("anonymous mmap of %zu bytes: %s", len, strerror(errno));
+	/* 4 KiB faults on both sides; this can only fail without THP. */
+	madvise(p, len, MADV_NOHUGEPAGE);
+	return p;
+}
+
+static void touch_pages(unsigned char *p, size_t npages, unsigned char v)
+{
+	for (size_t i = 0; i < npages; i++)
+		((volatile unsigned char *)p)[i * page_size] = v;
+}
+
+/* Outside the timing: written bytes are there, the rest of a page is 0. */
+static void verify_pages(const unsigned char *p, size_t npages, int written,
+			 unsigned char v)
+{
+	for (size_t i = 0; i < npages; i++) {
+		const unsigned char *page = p + i * page_size;
+
+		if (written && page[0] != v)
+			bench_fail("page %zu lost its written byte", i);
+		if (!written && page[0] != 0)
+			bench_fail("page %zu is not zero-filled", i);
+		if (page[page_size / 2] != 0 || page[page_size - 1] != 0)
+			bench_fail("page %zu is not zero-filled", i);
+	}
+}
+
+struct slice {
+	unsigned char *p;
+	size_t npages;
+	pthread_barrier_t *start;
+};
+
+static void *slice_touch(void *arg)
+{
+	struct slice *s = arg;
+
+	pthread_barrier_wait(s->start);
+	touch_pages(s->p, s->npages, 0x5a);
+	return NULL;
+}
+
+enum test { T_TOUCH, T_STREAM, T_THREADS, T_POPULATE, T_TOUCH_POPULATED,
+	    T_UNMAP, NTESTS };
+static const char *const test_name[] = {
+	[T_TOUCH] = "touch", [T_STREAM] = "stream", [T_THREADS] = "threads",
+	[T_POPULATE] = "populate", [T_TOUCH_POPULATED] = "touch_populated",
+	[T_UNMAP] = "unmap",
+};
+
+/* One timed pass of test on a fresh mapping; returns nanoseconds. */
+static uint64_t one_pass(enum kind kind, enum test test, size_t npages,
+			 int nthreads)
+{
+	size_t len = npages * page_size;
+	unsigned char *p = NULL;
+	uint64_t t0 = 0, t1 = 0;
+
+	switch (test) {
+	case T_TOUCH:
+		p = map_region(kind, len, 0);
+		t0 = now_ns();
+		touch_pages(p, npages, 0xa5);
+		t1 = now_ns();
+		verify_pages(p, npages, 1, 0xa5);
+		break;
+	case T_STREAM:
+		p = map_region(kind, len, 0);
+		t0 = now_ns();
+		memset(p, 0x3c, len);
+		t1 = now_ns();
+		for (size_t i = 0; i < len; i += 1021)
+			if (p[i] != 0x3c)
+				bench_fail("byte %zu lost its value after memset", i);
+		break;
+	case T_THREADS: {
+		pthread_t tid[nthreads];
+		struct slice s[nthreads];
+		pthread_barrier_t start;
+		size_t per = npages / nthreads;
+
+		p = map_region(kind, len, 0);
+		pthread_barrier_init(&start, NULL, nthreads + 1);
+		for (int t = 0; t < nthreads; t++) {
+			s[t] = (struct slice){
+				.p = p + t * per * page_size,
+				.npages = t == nthreads - 1 ? npages - t * per : per,
+				.start = &start,
+			};
+			if (pthread_create(&tid[t], NULL, slice_touch, &s[t]))
+				bench_fail("pthread_create");
+		}
+		t0 = now_ns();
+		pthread_barrier_wait(&start);
+		for (int t = 0; t < nthreads; t++)
+			pthread_join(tid[t], NULL);
+		t1 = now_ns();
+		pthread_barrier_destroy(&start);
+		verify_pages(p, npages, 1, 0x5a);
+		break;
+	}
+	case T_POPULATE:
+		t0 = now_ns();
+		p = map_region(kind, len, 1);
+		t1 = now_ns();
+		verify_pages(p, npages, 0, 0);
+		break;
+	case T_TOUCH_POPULATED:
+		p = map_region(kind, len, 1);
+		t0 = now_ns();
+		touch_pages(p, npages, 0x77);
+		t1 = now_ns();
+		verify_pages(p, npages, 1, 0x77);
+		break;
+	case T_UNMAP:
+		p = map_region(kind, len, 0);
+		touch_pages(p, npages, 0x11);
+		t0 = now_ns();
+		if (munmap(p, len))
+			bench_fail("munmap: %s", strerror(errno));
+		t1 = now_ns();
+		return t1 - t0;
+	default:
+		bench_fail("unknown test %d", test);
+	}
+	if (munmap(p, len))
+		bench_fail("munmap: %s", strerror(errno));
+	return t1 - t0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	size_t npages = 16384;
+	int reps = 5, quick = 0;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = ncpu > 4 ? 4 : ncpu < 2 ? 2 : (int)ncpu;
+	double ns[2][NTESTS];
+	struct upalloc_version ver = { 0 };
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0) {
+			quick = 1;
+			npages = 4096;
+			reps = 3;
+		} else if (strncmp(argv[i], "--pages=", 8) == 0) {
+			npages = strtoul(argv[i] + 8, NULL, 10);
+		} else if (strncmp(argv[i], "--reps=", 7) == 0) {
+			reps = atoi(argv[i] + 7);
+		} else if (strncmp(argv[i], "--threads=", 10) == 0) {
+			nthreads = atoi(argv[i] + 10);
+		} else {
+			fprintf(stderr, "usage: %s [--quick] [--pages=N] [--reps=R] [--threads=T]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	if (npages < 64 || reps < 1 || nthreads < 1) {
+		fprintf(stderr, "%s: need --pages >= 64, --reps >= 1, --threads >= 1\n",
+			argv[0]);
+		return 2;
+	}
+	page_size = sysconf(_SC_PAGESIZE);
+	dev_fd = open(UPALLOC_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	if (dev_fd < 0) {
+		printf("devfault: SKIP %s: %s\n", UPALLOC_DEVICE_PATH, strerror(errno));
+		return KSFT_SKIP;
+	}
+	if (ioctl(dev_fd, UPALLOC_IOC_VERSION, &ver))
+		bench_fail("UPALLOC_IOC_VERSION: %s", strerror(errno));
+	if (ver.max_region_bytes && npages * page_size > ver.max_region_bytes)
+		npages = ver.max_region_bytes / page_size;
+
+	for (int test = 0; test < NTESTS; test++) {
+		uint64_t t[2][reps];
+
+		/* dev and anon alternate, so that drift hits both alike. */
+		for (int r = 0; r < reps; r++)
+			for (int kind = 0; kind < 2; kind++)
+				t[kind][r] = one_pass(kind, test, npages, nthreads);
+		for (int kind = 0; kind < 2; kind++) {
+			qsort(t[kind], reps, sizeof(t[kind][0]), cmp_u64);
+			ns[kind][test] = (double)t[kind][reps / 2] / npages;
+		}
+	}
+
+	printf("devfault: %zu pages of %zu bytes, median of %d, %d threads%s\n",
+	       npages, page_size, reps, nthreads, quick ? " (quick)" : "");
+	printf("%-16s %12s %12s %10s\n", "ns/page", "dev", "anon", "dev/anon");
+	for (int test = 0; test < NTESTS; test++)
+		printf("%-16s %12.1f %12.1f %10.3f\n", test_name[test],
+		       ns[DEV][test], ns[ANON][test],
+		       ns[DEV][test] / ns[ANON][test]);
+	printf("populate/first-touch: dev %.3f, anon %.3f; dev populate / anon touch %.3f\n",
+	       ns[DEV][T_POPULATE] / ns[DEV][T_TOUCH],
+	       ns[ANON][T_POPULATE] / ns[ANON][T_TOUCH],
+	       ns[DEV][T_POPULATE] / ns[ANON][T_TOUCH]);
+
+	printf("result workload=devfault checksum=%016llx pages=%zu reps=%d threads=%d",
+	       (unsigned long long)mix64(npages, reps), npages, reps, nthreads);
+	for (int test = 0; test < NTESTS; test++)
+		for (int kind = 0; kind < 2; kind++)
+			printf(" %s_%s_ns=%.1f", kind_name[kind], test_name[test],
+			       ns[kind][test]);
+	printf("\n");
+	close(dev_fd);
+	return 0;
+}
