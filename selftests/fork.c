@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: fork (issue 2, item 4). The child gets a copy-on-write
+ * snapshot of every region: writes after the fork by either side are
+ * invisible to the other (also for pages absent at fork time); both sides can
+ * keep faulting, moving breaks, decommitting and unmapping; MADV_DONTFORK
+ * keeps a region out of the child; a child that execs drops its share; and
+ * once both are gone every page is freed.
+ */
+#include "upalloc_test.h"
+
+#define NPAGES 8
+
+FIXTURE(fork) {
+	int fd;
+	char *p;
+	struct upa_channel ch;
+};
+
+FIXTURE_SETUP(fork)
+{
+	OPEN_DEVICE_OR_SKIP(&self->fd);
+	self->p = upa_map(self->fd, PAGES(NPAGES), 0);
+	ASSERT_NE(NULL, self->p);
+	ASSERT_EQ(0, channel_open(&self->ch));
+}
+
+FIXTURE_TEARDOWN(fork)
+{
+	if (self->p)
+		munmap(self->p, PAGES(NPAGES));
+	if (self->fd >= 0) {
+		close(self->fd);
+		channel_close(&self->ch);
+	}
+}
+
+TEST_F(fork, fork_child_sees_parent_snapshot)
+{
+	struct upa_channel *ch = &self->ch;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 4, 1);
+	read_pages(p, 4, 1);		/* present and zero */
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		CHILD_CHECK(check_pages(p, 0, 4, 1) == -1);
+		CHILD_CHECK(check_zero_pages(p, 4, NPAGES - 4) == -1);
+		TELL_PARENT(ch, 'r');
+		CHILD_CHECK(WAIT_PARENT(ch) == 'w');
+		/* The parent rewrote every page meanwhile. */
+		CHILD_CHECK(check_pages(p, 0, 4, 1) == -1);
+		CHILD_CHECK(check_zero_pages(p, 4, NPAGES - 4) == -1);
+		_exit(0);
+	}
+	ASSERT_EQ('r', WAIT_CHILD(ch));
+	fill_pages(p, 0, NPAGES, 2);
+	TELL_CHILD(ch, 'w');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(-1, check_pages(p, 0, NPAGES, 2));
+}
+
+TEST_F(fork, writes_after_fork_are_private_both_ways)
+{
+	struct upa_channel *ch = &self->ch;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 4, 1);		/* pages 4..7 absent at fork */
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		CHILD_CHECK(WAIT_PARENT(ch) == 'w');
+		/* Parent wrote pages 0, 1 and 6: none of it shows here. */
+		CHILD_CHECK(check_pages(p, 0, 4, 1) == -1);
+		CHILD_CHECK(check_zero_pages(p, 6, 1) == -1);
+		fill_pages(p, 1, 2, 3);		/* shared pages */
+		fill_pages(p, 5, 1, 3);		/* absent at fork */
+		fill_pages(p, 6, 1, 3);		/* parent's new page */
+		TELL_PARENT(ch, 'c');
+		CHILD_CHECK(WAIT_PARENT(ch) == 'x');
+		CHILD_CHECK(check_pages(p, 0, 1, 1) == -1);
+		CHILD_CHECK(check_pages(p, 1, 2, 3) == -1);
+		CHILD_CHECK(check_pages(p, 3, 1, 1) == -1);
+		CHILD_CHECK(check_zero_pages(p, 4, 1) == -1);
+		CHILD_CHECK(check_pages(p, 5, 2, 3) == -1);
+		_exit(0);
+	}
+	fill_pages(p, 0, 2, 2);
+	fill_pages(p, 6, 1, 2);
+	TELL_CHILD(ch, 'w');
+	ASSERT_EQ('c', WAIT_CHILD(ch));
+	/* Child wrote pages 1, 2, 5 and 6: none of it shows here. */
+	EXPECT_EQ(-1, check_pages(p, 0, 2, 2));
+	EXPECT_EQ(-1, check_pages(p, 2, 2, 1));
+	EXPECT_EQ(-1, check_zero_pages(p, 4, 2));
+	EXPECT_EQ(-1, check_pages(p, 6, 1, 2));
+	TELL_CHILD(ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	/* And nothing changed when the child went away. */
+	EXPECT_EQ(-1, check_pages(p, 0, 2, 2));
+	EXPECT_EQ(-1, check_pages(p, 2, 2, 1));
+	EXPECT_EQ(-1, check_zero_pages(p, 4, 2));
+	EXPECT_EQ(-1, check_pages(p, 6, 1, 2));
+}
+
+TEST_F(fork, child_region_is_marked_forked)
+{
+	struct upa_channel *ch = &self->ch;
+	struct upalloc_region_info info;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 4, 1);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		CHILD_CHECK(upa_region_info(self->fd, p, &info) == 0);
+		CHILD_CHECK(info.flags == UPALLOC_REGION_FORKED);
+		CHILD_CHECK(info.start == (uintptr_t)p);
+		CHILD_CHECK(info.len == PAGES(NPAGES));
+		CHILD_CHECK(info.brk == PAGES(NPAGES));
+		CHILD_CHECK(info.pages_present == 4);
+		CHILD_CHECK(info.pages_shared == 4);
+		/* Writing a shared page unshares it on both sides. */
+		p[0] = 1;
+		CHILD_CHECK(upa_region_info(self->fd, p, &info) == 0);
+		CHILD_CHECK(info.pages_present == 4);
+		CHILD_CHECK(info.pages_shared == 3);
+		TELL_PARENT(ch, 'c');
+		CHILD_CHECK(WAIT_PARENT(ch) == 'x');
+		_exit(0);
+	}
+	ASSERT_EQ('c', WAIT_CHILD(ch));
+	ASSERT_EQ(0, upa_region_info(self->fd, p, &info));
+	EXPECT_EQ(0, info.flags);
+	EXPECT_EQ(4, info.pages_present);
+	EXPECT_EQ(3, info.pages_shared);
+	TELL_CHILD(ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	ASSERT_EQ(0, upa_region_info(self->fd, p, &info));
+	EXPECT_EQ(0, info.pages_shared);
+}
+
+TEST_F(fork, child_can_fault_brk_decommit_unmap)
+{
+	struct upalloc_region_info info;
+	struct upalloc_proc_stats ps;
+	char *heap;
+	uint64_t nr;
+	pid_t pid;
+	char v;
+
+	NEED_DEVICE();
+	heap = upa_map_heap(self->fd, PAGES(16));
+	ASSERT_NE(NULL, heap);
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(4), NULL));
+	fill_pages(heap, 0, 4, 1);
+	fill_pages(self->p, 0, 2, 1);
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct upalloc_brk b;
+
+		CHILD_CHECK(check_pages(heap, 0, 4, 1) == -1);
+		/* Grow: new pages are zero and private. */
+		CHILD_CHECK(upa_set_brk(self->fd, heap, PAGES(8), &b) == 0);
+		CHILD_CHECK(b.old_brk == PAGES(4));
+		CHILD_CHECK(check_zero_pages(heap, 4, 4) == -1);
+		fill_pages(heap, 4, 4, 2);
+		/* Decommit a page still shared with the parent. */
+		CHILD_CHECK(upa_decommit(self->fd, heap + PAGES(1), PAGES(1), &nr) == 0);
+		CHILD_CHECK(nr == 1);
+		CHILD_CHECK(check_zero_pages(heap, 1, 1) == -1);
+		/* Populate it again, then shrink below it. */
+		CHILD_CHECK(upa_populate(self->fd, heap, PAGES(8), &nr) == 0);
+		CHILD_CHECK(nr == 1);
+		CHILD_CHECK(upa_set_brk(self->fd, heap, PAGES(2), NULL) == 0);
+		CHILD_CHECK(upa_probe_read(heap + PAGES(3), &v, NULL) == SIGBUS);
+		CHILD_CHECK(check_pages(heap, 0, 1, 1) == -1);
+		/* Unmap both regions. */
+		CHILD_CHECK(munmap(heap, PAGES(16)) == 0);
+		CHILD_CHECK(check_pages(self->p, 0, 2, 1) == -1);
+		CHILD_CHECK(munmap(self->p, PAGES(NPAGES)) == 0);
+		CHILD_CHECK(upa_proc_stats(self->fd, &ps) == 0);
+		CHILD_CHECK(ps.regions_live == 0);
+		CHILD_CHECK(ps.pages_live == 0);
+		CHILD_CHECK(ps.pages_committed == 0);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+
+	/* The parent's heap is exactly as it was. */
+	ASSERT_EQ(0, upa_region_info(self->fd, heap, &info));
+	EXPECT_EQ(PAGES(4), info.brk);
+	EXPECT_EQ(4, info.pages_present);
+	EXPECT_EQ(0, info.pages_shared);
+	EXPECT_EQ(-1, check_pages(heap, 0, 4, 1));
+	EXPECT_EQ(SIGBUS, upa_probe_read(heap + PAGES(4), &v, NULL));
+	EXPECT_EQ(-1, check_pages(self->p, 0, 2, 1));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(2, ps.regions_live);
+	EXPECT_EQ(6, ps.pages_live);
+	EXPECT_EQ(4 + NPAGES, ps.pages_committed);
+	ASSERT_EQ(0, munmap(heap, PAGES(16)));
+}
+
+TEST_F(fork, madv_dontfork_hides_region_from_child)
+{
+	struct upa_stats before, after;
+	struct upalloc_region_info info;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, NPAGES, 1);
+	ASSERT_EQ(0, madvise(p, PAGES(NPAGES), MADV_DONTFORK));
+	READ_STATS(&before);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char v;
+
+		CHILD_CHECK(upa_region_info(self->fd, p, &info) == -ENOMEM);
+		CHILD_CHECK(upa_probe_read(p, &v, NULL) == SIGSEGV);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+	/* No copy of the region was made, so nothing is shared. */
+	ASSERT_EQ(0, upa_region_info(self->fd, p, &info));
+	EXPECT_EQ(0, info.pages_shared);
+	fill_pages(p, 0, NPAGES, 2);
+	READ_STATS(&after);
+	EXPECT_EQ(0, STAT_DELTA(after, before, regions_created));
+	EXPECT_EQ(0, STAT_DELTA(after, before, cow_copies));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(-1, check_pages(p, 0, NPAGES, 2));
+}
+
+TEST_F(fork, exec_drops_child_share)
+{
+	struct upa_stats before, after;
+	struct upalloc_region_info info;
+	int exec_pipe[2], stdin_pipe[2];
+	char *p = self->p;
+	char status;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, NPAGES, 1);
+	ASSERT_EQ(0, pipe2(exec_pipe, O_CLOEXEC));
+	ASSERT_EQ(0, pipe(stdin_pipe));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		close(exec_pipe[0]);
+		dup2(stdin_pipe[0], 0);
+		close(stdin_pipe[1]);
+		if (null >= 0)
+			dup2(null, 1);
+		/* cat waits for EOF on stdin: the child lives on after exec. */
+		execl("/bin/cat", "cat", (char *)NULL);
+		status = 'e';
+		if (write(exec_pipe[1], &status, 1) < 0)
+			_exit(2);
+		_exit(1);
+	}
+	close(exec_pipe[1]);
+	close(stdin_pipe[0]);
+	/* EOF on the close-on-exec pipe: the exec has happened. */
+	ASSERT_EQ(0, read(exec_pipe[0], &status, 1)) TH_LOG("exec of /bin/cat failed");
+	close(exec_pipe[0]);
+
+	ASSERT_EQ(0, upa_region_info(self->fd, p, &info));
+	EXPECT_EQ(0, info.pages_shared);
+	READ_STATS(&before);
+	fill_pages(p, 0, NPAGES, 2);	/* nothing left to copy */
+	READ_STATS(&after);
+	EXPECT_EQ(0, STAT_DELTA(after, before, cow_copies));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_allocated));
+
+	close(stdin_pipe[1]);
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(-1, check_pages(p, 0, NPAGES, 2));
+}
+
+TEST_F(fork, all_pages_freed_after_both_exit)
+{
+	struct upa_channel *ch = &self->ch;
+	struct upa_stats before, mid, after;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	/* The fixture's region is already counted in "before". */
+	READ_STATS(&before);
+	fill_pages(p, 0, NPAGES, 1);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *own;
+
+		fill_pages(p, 0, NPAGES / 2, 2);	/* copies */
+		own = upa_map(self->fd, PAGES(4), 0);
+		CHILD_CHECK(own != NULL);
+		fill_pages(own, 0, 4, 3);
+		TELL_PARENT(ch, 'c');
+		CHILD_CHECK(WAIT_PARENT(ch) == 'x');
+		_exit(0);	/* leaves both regions to exit */
+	}
+	ASSERT_EQ('c', WAIT_CHILD(ch));
+	READ_STATS(&mid);
+	/* Parent's 8, child's 4 copies and 4 own pages. */
+	EXPECT_EQ(NPAGES + NPAGES / 2 + 4, STAT_DELTA(mid, before, pages_live));
+	EXPECT_EQ(2, STAT_DELTA(mid, before, regions_live));
+	TELL_CHILD(ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(pid));
+
+	READ_STATS(&after);
+	EXPECT_EQ(NPAGES, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(0, STAT_DELTA(after, before, regions_live));
+	EXPECT_EQ(-1, check_pages(p, 0, NPAGES, 1));
+	ASSERT_EQ(0, munmap(p, PAGES(NPAGES)));
+	self->p = NULL;
+	READ_STATS(&after);
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(-1, STAT_DELTA(after, before, regions_live));
+	EXPECT_EQ(STAT_DELTA(after, before, pages_allocated),
+		  STAT_DELTA(after, before, pages_freed));
+}
+
+TEST_F(fork, parent_unmapping_first_leaves_child_snapshot_intact)
+{
+	struct upa_channel *ch = &self->ch;
+	struct upa_stats before, after;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	READ_STATS(&before);
+	fill_pages(p, 0, NPAGES, 1);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		CHILD_CHECK(WAIT_PARENT(ch) == 'u');
+		/* The parent's region is gone; the snapshot is still ours. */
+		CHILD_CHECK(check_pages(p, 0, NPAGES, 1) == -1);
+		fill_pages(p, 0, 2, 2);
+		CHILD_CHECK(check_pages(p, 0, 2, 2) == -1);
+		CHILD_CHECK(check_pages(p, 2, NPAGES - 2, 1) == -1);
+		_exit(0);
+	}
+	ASSERT_EQ(0, munmap(p, PAGES(NPAGES)));
+	self->p = NULL;
+	TELL_CHILD(ch, 'u');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	READ_STATS(&after);
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(-1, STAT_DELTA(after, before, regions_live));
+}
+
+TEST_F(fork, grandchild_sees_child_snapshot)
+{
+	struct upa_channel *ch = &self->ch;
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 4, 1);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		pid_t gc;
+
+		fill_pages(p, 0, 2, 2);
+		gc = fork();
+		CHILD_CHECK(gc >= 0);
+		if (gc == 0) {
+			CHILD_CHECK(WAIT_PARENT(ch) == 'g');
+			CHILD_CHECK(check_pages(p, 0, 2, 2) == -1);
+			CHILD_CHECK(check_pages(p, 2, 2, 1) == -1);
+			fill_pages(p, 1, 2, 4);
+			_exit(0);
+		}
+		fill_pages(p, 0, 1, 3);
+		TELL_CHILD(ch, 'g');
+		CHILD_CHECK(wait_child_ok(gc) == 0);
+		CHILD_CHECK(check_pages(p, 0, 1, 3) == -1);
+		CHILD_CHECK(check_pages(p, 1, 1, 2) == -1);
+		CHILD_CHECK(check_pages(p, 2, 2, 1) == -1);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
+}
+
+UPALLOC_TEST_MAIN

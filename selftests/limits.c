@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: limits and accounting (issue 2, item 7). The module
+ * parameters max_pages (global) and max_pages_per_process (0 = unlimited) are
+ * readable and writable under /sys/module/upalloc/parameters. Memory is
+ * committed when a region is created or its break raised: over a limit the
+ * mmap or SET_BRK fails with ENOMEM and nothing changes, and a later touch of
+ * committed memory never fails, even after the limit is lowered. Every test
+ * restores the parameters it changed.
+ */
+#include "upalloc_test.h"
+
+FIXTURE(limits) {
+	int fd;
+	uint64_t saved_max_pages;
+	uint64_t saved_per_process;
+	bool saved;
+};
+
+FIXTURE_SETUP(limits)
+{
+	OPEN_DEVICE_OR_SKIP(&self->fd);
+	if (geteuid())
+		SKIP(return, "needs root to change module parameters");
+	ASSERT_EQ(0, upa_param_read("max_pages", &self->saved_max_pages));
+	ASSERT_EQ(0, upa_param_read("max_pages_per_process", &self->saved_per_process));
+	self->saved = true;
+}
+
+FIXTURE_TEARDOWN(limits)
+{
+	if (self->saved) {
+		EXPECT_EQ(0, upa_param_write("max_pages", self->saved_max_pages));
+		EXPECT_EQ(0, upa_param_write("max_pages_per_process",
+					     self->saved_per_process));
+	}
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+TEST_F(limits, module_params_are_readable_and_writable)
+{
+	struct stat st;
+	uint64_t v = 0;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, stat(UPA_PARAM_DIR "/max_pages", &st));
+	EXPECT_EQ(0644, st.st_mode & 0777);
+	ASSERT_EQ(0, stat(UPA_PARAM_DIR "/max_pages_per_process", &st));
+	EXPECT_EQ(0644, st.st_mode & 0777);
+
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 12345));
+	ASSERT_EQ(0, upa_param_read("max_pages_per_process", &v));
+	EXPECT_EQ(12345, v);
+	ASSERT_EQ(0, upa_param_write("max_pages", 1234567));
+	ASSERT_EQ(0, upa_param_read("max_pages", &v));
+	EXPECT_EQ(1234567, v);
+	ASSERT_EQ(0, upa_param_write("max_pages", 0));
+	ASSERT_EQ(0, upa_param_read("max_pages", &v));
+	EXPECT_EQ(0, v);
+
+	/* Garbage is refused and changes nothing. */
+	EXPECT_EQ(-EINVAL, upa_param_write_str("max_pages_per_process", "lots\n"));
+	EXPECT_EQ(-EINVAL, upa_param_write_str("max_pages_per_process", "-5\n"));
+	ASSERT_EQ(0, upa_param_read("max_pages_per_process", &v));
+	EXPECT_EQ(12345, v);
+}
+
+TEST_F(limits, max_pages_per_process_enforced_at_mmap)
+{
+	struct upa_stats before, after;
+	struct upalloc_proc_stats ps;
+	char *a, *b, *c;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 16));
+	a = upa_map(self->fd, PAGES(10), 0);
+	ASSERT_NE(NULL, a);
+	b = upa_map(self->fd, PAGES(6), 0);
+	ASSERT_NE(NULL, b);
+
+	READ_STATS(&before);
+	errno = 0;
+	c = upa_map(self->fd, PAGES(1), 0);
+	EXPECT_EQ(NULL, c);
+	EXPECT_EQ(ENOMEM, errno);
+	READ_STATS(&after);
+	EXPECT_EQ(1, STAT_DELTA(after, before, enomem));
+	EXPECT_EQ(0, STAT_DELTA(after, before, regions_created));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_committed));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(16, ps.pages_committed);
+	EXPECT_EQ(2, ps.regions_live);
+	EXPECT_EQ(1, ps.enomem);
+
+	/* Unmapping gives the commit back. */
+	ASSERT_EQ(0, munmap(b, PAGES(6)));
+	c = upa_map(self->fd, PAGES(6), 0);
+	ASSERT_NE(NULL, c);
+	fill_pages(a, 0, 10, 1);
+	fill_pages(c, 0, 6, 1);
+	ASSERT_EQ(0, munmap(c, PAGES(6)));
+	ASSERT_EQ(0, munmap(a, PAGES(10)));
+}
+
+TEST_F(limits, heap_reservation_commits_nothing)
+{
+	struct upalloc_proc_stats ps;
+	char *h;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 4));
+	/* Far beyond the limit as address space, but nothing committed. */
+	h = upa_map_heap(self->fd, PAGES(4096));
+	ASSERT_NE(NULL, h) TH_LOG("heap mmap: %s", strerror(errno));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(0, ps.pages_committed);
+	ASSERT_EQ(0, munmap(h, PAGES(4096)));
+}
+
+TEST_F(limits, max_pages_per_process_enforced_at_set_brk)
+{
+	struct upalloc_region_info info;
+	char *h, *p;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 8));
+	p = upa_map(self->fd, PAGES(3), 0);
+	ASSERT_NE(NULL, p);
+	h = upa_map_heap(self->fd, PAGES(64));
+	ASSERT_NE(NULL, h);
+	/* 3 plain + 5 heap = 8: allowed; one more page is not. */
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(5), NULL));
+	EXPECT_EQ(-ENOMEM, upa_set_brk(self->fd, h, PAGES(6), NULL));
+	ASSERT_EQ(0, upa_region_info(self->fd, h, &info));
+	EXPECT_EQ(PAGES(5), info.brk);
+	/* Lowering always works, and frees commit for others. */
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(1), NULL));
+	ASSERT_EQ(0, munmap(p, PAGES(3)));
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(8), NULL));
+	write_pages(h, 0, 8, 1);
+	ASSERT_EQ(0, munmap(h, PAGES(64)));
+}
+
+TEST_F(limits, max_pages_enforced_globally)
+{
+	struct upa_stats s;
+	char *a, *b;
+	pid_t pid;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 0));
+	READ_STATS(&s);
+	/* Room for exactly 12 more pages, whoever commits them. */
+	ASSERT_EQ(0, upa_param_write("max_pages", s.pages_committed + 12));
+	a = upa_map(self->fd, PAGES(8), 0);
+	ASSERT_NE(NULL, a);
+
+	/* Another process sees the same global limit. */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *c;
+
+		/* The child's copy of a is committed too: 8 + 8 > 12. */
+		c = upa_map(self->fd, PAGES(1), 0);
+		CHILD_CHECK(c == NULL && errno == ENOMEM);
+		CHILD_CHECK(munmap(a, PAGES(8)) == 0);
+		c = upa_map(self->fd, PAGES(4), 0);
+		CHILD_CHECK(c != NULL);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child_ok(pid));
+	errno = 0;
+	b = upa_map(self->fd, PAGES(5), 0);
+	EXPECT_EQ(NULL, b);
+	EXPECT_EQ(ENOMEM, errno);
+	b = upa_map(self->fd, PAGES(4), 0);
+	ASSERT_NE(NULL, b);
+	fill_pages(a, 0, 8, 1);
+	fill_pages(b, 0, 4, 1);
+	ASSERT_EQ(0, munmap(b, PAGES(4)));
+	ASSERT_EQ(0, munmap(a, PAGES(8)));
+}
+
+TEST_F(limits, later_touch_never_fails_after_limit_lowered)
+{
+	struct upa_stats before, after;
+	char *p, *h;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(16), 0);
+	ASSERT_NE(NULL, p);
+	h = upa_map_heap(self->fd, PAGES(16));
+	ASSERT_NE(NULL, h);
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(16), NULL));
+
+	/* Limits far below what is already committed. */
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 1));
+	ASSERT_EQ(0, upa_param_write("max_pages", 1));
+	READ_STATS(&before);
+	fill_pages(p, 0, 16, 1);
+	fill_pages(h, 0, 16, 2);
+	READ_STATS(&after);
+	EXPECT_EQ(0, STAT_DELTA(after, before, sigbus));
+	EXPECT_EQ(32, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(-1, check_pages(p, 0, 16, 1));
+	EXPECT_EQ(-1, check_pages(h, 0, 16, 2));
+	/* But nothing new can be committed. */
+	EXPECT_EQ(NULL, upa_map(self->fd, PAGES(1), 0));
+	EXPECT_EQ(ENOMEM, errno);
+	ASSERT_EQ(0, munmap(h, PAGES(16)));
+	ASSERT_EQ(0, munmap(p, PAGES(16)));
+}
+
+UPALLOC_TEST_MAIN

@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: statistics (issue 2, item 9). /proc/upalloc/stats lists every
+ * documented counter in order and each changes by exactly the expected amount
+ * for a known workload (counters are global: the tests compare deltas and run
+ * serially); UPALLOC_IOC_PROC_STATS returns the caller's own counters, equal
+ * to the global deltas of a workload done by one process; the fault latency
+ * histogram sums to the number of faults; /proc/upalloc/processes has a line
+ * for this process with the right counts and an escaped comm.
+ */
+#include <sys/prctl.h>
+
+#include "upalloc_test.h"
+
+FIXTURE(stats) {
+	int fd;
+};
+
+FIXTURE_SETUP(stats)
+{
+	OPEN_DEVICE_OR_SKIP(&self->fd);
+}
+
+FIXTURE_TEARDOWN(stats)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+TEST_F(stats, stats_file_lists_every_name_in_order)
+{
+	char name[128];
+	unsigned long long val;
+	size_t next = 0;
+	int hist_next = 0, lines = 0;
+	FILE *f;
+
+	NEED_DEVICE();
+	f = fopen(UPA_STATS_PATH, "re");
+	ASSERT_NE(NULL, f);
+	while (fscanf(f, "%127s %llu", name, &val) == 2) {
+		char want[64];
+
+		lines++;
+		if (next < ARRAY_SIZE(upa_stat_names)) {
+			if (!strcmp(name, upa_stat_names[next].name))
+				next++;
+			continue;
+		}
+		snprintf(want, sizeof(want), "fault_latency_log2ns_%d", hist_next);
+		if (hist_next < UPA_HIST_BUCKETS && !strcmp(name, want))
+			hist_next++;
+	}
+	/* The whole file parsed as "name value" lines. */
+	EXPECT_TRUE(feof(f));
+	fclose(f);
+	EXPECT_EQ(ARRAY_SIZE(upa_stat_names), next)
+		TH_LOG("missing or out of order: %s", upa_stat_names[next].name);
+	EXPECT_EQ(UPA_HIST_BUCKETS, hist_next);
+	EXPECT_LE(ARRAY_SIZE(upa_stat_names) + UPA_HIST_BUCKETS, lines);
+}
+
+TEST_F(stats, counters_are_consistent)
+{
+	struct upa_stats s;
+
+	NEED_DEVICE();
+	/* Quiescent: nothing else uses the module while tests run. */
+	READ_STATS(&s);
+	EXPECT_EQ(s.pages_allocated - s.pages_freed, s.pages_live);
+	EXPECT_EQ(s.regions_created - s.regions_destroyed, s.regions_live);
+	EXPECT_EQ(s.faults_read + s.faults_write, s.faults);
+	EXPECT_LE(s.pages_live, s.pages_peak);
+	EXPECT_EQ(s.faults, upa_hist_sum(&s));
+}
+
+TEST_F(stats, fault_counters_count_each_page_once)
+{
+	struct upa_stats before, after;
+	const size_t n = 8;
+	char *p;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(n), 0);
+	ASSERT_NE(NULL, p);
+	READ_STATS(&before);
+	read_pages(p, 0, 3);		/* 3 read faults */
+	write_pages(p, 3, 5, 1);	/* 5 write faults */
+	write_pages(p, 0, 3, 1);	/* 3 read-only -> writable upgrades */
+	read_pages(p, 0, n);		/* nothing */
+	write_pages(p, 0, n, 2);	/* nothing */
+	READ_STATS(&after);
+
+	EXPECT_EQ(8, STAT_DELTA(after, before, faults));
+	EXPECT_EQ(3, STAT_DELTA(after, before, faults_read));
+	EXPECT_EQ(5, STAT_DELTA(after, before, faults_write));
+	EXPECT_EQ(3, STAT_DELTA(after, before, faults_mkwrite));
+	EXPECT_EQ(8, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(8, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_freed));
+	EXPECT_EQ(0, STAT_DELTA(after, before, cow_copies));
+	EXPECT_EQ(0, STAT_DELTA(after, before, sigbus));
+	EXPECT_EQ(8, (int64_t)(upa_hist_sum(&after) - upa_hist_sum(&before)));
+	ASSERT_EQ(0, munmap(p, PAGES(n)));
+}
+
+TEST_F(stats, region_counters_follow_mmap_and_munmap)
+{
+	struct upa_stats before, mid, after;
+	char *a, *h;
+
+	NEED_DEVICE();
+	READ_STATS(&before);
+	a = upa_map(self->fd, PAGES(5), 0);
+	ASSERT_NE(NULL, a);
+	h = upa_map_heap(self->fd, PAGES(50));
+	ASSERT_NE(NULL, h);
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(7), NULL));
+	READ_STATS(&mid);
+	EXPECT_EQ(2, STAT_DELTA(mid, before, regions_created));
+	EXPECT_EQ(2, STAT_DELTA(mid, before, regions_live));
+	EXPECT_EQ(0, STAT_DELTA(mid, before, regions_destroyed));
+	EXPECT_EQ(12, STAT_DELTA(mid, before, pages_committed));
+	EXPECT_EQ(0, STAT_DELTA(mid, before, pages_live));
+	ASSERT_EQ(0, munmap(a, PAGES(5)));
+	ASSERT_EQ(0, munmap(h, PAGES(50)));
+	READ_STATS(&after);
+	EXPECT_EQ(2, STAT_DELTA(after, before, regions_destroyed));
+	EXPECT_EQ(0, STAT_DELTA(after, before, regions_live));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_committed));
+}
+
+TEST_F(stats, populate_and_decommit_counters_are_exact)
+{
+	struct upa_stats before, mid, after;
+	uint64_t nr;
+	char *p;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(32), 0);
+	ASSERT_NE(NULL, p);
+	write_pages(p, 0, 4, 1);
+	READ_STATS(&before);
+	ASSERT_EQ(0, upa_populate(self->fd, p, PAGES(20), &nr));
+	EXPECT_EQ(16, nr);
+	READ_STATS(&mid);
+	EXPECT_EQ(16, STAT_DELTA(mid, before, pages_populated));
+	EXPECT_EQ(16, STAT_DELTA(mid, before, pages_allocated));
+	EXPECT_EQ(16, STAT_DELTA(mid, before, pages_live));
+	ASSERT_EQ(0, upa_decommit(self->fd, p + PAGES(2), PAGES(30), &nr));
+	EXPECT_EQ(18, nr);
+	READ_STATS(&after);
+	EXPECT_EQ(18, STAT_DELTA(after, mid, pages_decommitted));
+	EXPECT_EQ(18, STAT_DELTA(after, mid, pages_freed));
+	EXPECT_EQ(-18, STAT_DELTA(after, mid, pages_live));
+	EXPECT_EQ(0, STAT_DELTA(after, mid, pages_populated));
+	ASSERT_EQ(0, munmap(p, PAGES(32)));
+}
+
+TEST_F(stats, cow_copies_and_forks_are_counted)
+{
+	struct upa_channel ch;
+	struct upa_stats before, after;
+	char *p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, channel_open(&ch));
+	p = upa_map(self->fd, PAGES(4), 0);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, 0, 4, 1);
+	READ_STATS(&before);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct upalloc_proc_stats ps;
+
+		p[0] = 2;		/* shared: the child copies page 0 */
+		TELL_PARENT(&ch, 'c');
+		CHILD_CHECK(WAIT_PARENT(&ch) == 'p');
+		p[PAGES(1)] = 2;	/* the parent already copied page 1 */
+		CHILD_CHECK(upa_proc_stats(self->fd, &ps) == 0);
+		CHILD_CHECK(ps.cow_copies == 1);
+		_exit(0);
+	}
+	ASSERT_EQ('c', WAIT_CHILD(&ch));
+	p[0] = 3;			/* no longer shared: no copy */
+	p[PAGES(1)] = 3;		/* shared: the parent copies page 1 */
+	TELL_CHILD(&ch, 'p');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	READ_STATS(&after);
+	EXPECT_EQ(1, STAT_DELTA(after, before, forks));
+	EXPECT_EQ(2, STAT_DELTA(after, before, cow_copies));
+	EXPECT_EQ(2, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(2, STAT_DELTA(after, before, pages_freed));
+	EXPECT_EQ(1, STAT_DELTA(after, before, regions_created));
+	EXPECT_EQ(1, STAT_DELTA(after, before, regions_destroyed));
+	EXPECT_EQ(3, p[0]);
+	EXPECT_EQ(3, p[PAGES(1)]);
+	channel_close(&ch);
+	ASSERT_EQ(0, munmap(p, PAGES(4)));
+}
+
+TEST_F(stats, proc_stats_ioctl_matches_workload)
+{
+	struct upa_stats before, after;
+	struct upalloc_proc_stats ps;
+	uint64_t nr;
+	char *a, *h;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(sizeof(ps), ps.size);
+	EXPECT_EQ(UPALLOC_ABI_VERSION, ps.version);
+	EXPECT_EQ(0, ps.regions_live);
+	EXPECT_EQ(0, ps.pages_peak);
+
+	READ_STATS(&before);
+	a = upa_map(self->fd, PAGES(8), 0);
+	ASSERT_NE(NULL, a);
+	write_pages(a, 0, 6, 1);			/* 6 write faults */
+	read_pages(a, 6, 1);				/* 1 read fault */
+	h = upa_map_heap(self->fd, PAGES(64));
+	ASSERT_NE(NULL, h);
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(10), NULL));
+	ASSERT_EQ(0, upa_populate(self->fd, h, PAGES(4), &nr));	/* 4 populated */
+	ASSERT_EQ(4, nr);
+	read_pages(h, 4, 2);				/* 2 read faults */
+	ASSERT_EQ(0, upa_decommit(self->fd, a, PAGES(2), &nr));	/* 2 freed */
+	ASSERT_EQ(2, nr);
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	READ_STATS(&after);
+
+	EXPECT_EQ(2, ps.regions_live);
+	EXPECT_EQ(2, ps.regions_created);
+	EXPECT_EQ(11, ps.pages_live);
+	EXPECT_EQ(13, ps.pages_peak);
+	EXPECT_EQ(18, ps.pages_committed);
+	EXPECT_EQ(13, ps.pages_allocated);
+	EXPECT_EQ(2, ps.pages_freed);
+	EXPECT_EQ(9, ps.faults);
+	EXPECT_EQ(3, ps.faults_read);
+	EXPECT_EQ(6, ps.faults_write);
+	EXPECT_EQ(0, ps.cow_copies);
+	EXPECT_EQ(4, ps.pages_populated);
+	EXPECT_EQ(2, ps.pages_decommitted);
+	EXPECT_EQ(0, ps.enomem);
+
+	/* The same workload seen globally: the deltas are the same numbers. */
+	EXPECT_EQ(ps.regions_created, STAT_DELTA(after, before, regions_created));
+	EXPECT_EQ(ps.pages_live, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(ps.pages_committed, STAT_DELTA(after, before, pages_committed));
+	EXPECT_EQ(ps.pages_allocated, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(ps.pages_freed, STAT_DELTA(after, before, pages_freed));
+	EXPECT_EQ(ps.faults, STAT_DELTA(after, before, faults));
+	EXPECT_EQ(ps.faults_read, STAT_DELTA(after, before, faults_read));
+	EXPECT_EQ(ps.faults_write, STAT_DELTA(after, before, faults_write));
+	EXPECT_EQ(ps.pages_populated, STAT_DELTA(after, before, pages_populated));
+	EXPECT_EQ(ps.pages_decommitted, STAT_DELTA(after, before, pages_decommitted));
+
+	ASSERT_EQ(0, munmap(a, PAGES(8)));
+	ASSERT_EQ(0, munmap(h, PAGES(64)));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(0, ps.regions_live);
+	EXPECT_EQ(0, ps.pages_live);
+	EXPECT_EQ(0, ps.pages_committed);
+	EXPECT_EQ(13, ps.pages_peak);
+	EXPECT_EQ(13, ps.pages_freed);
+}
+
+TEST_F(stats, latency_histogram_sums_to_faults)
+{
+	struct upa_stats before, after;
+	const size_t n = 40;
+	char *p;
+
+	NEED_DEVICE();
+	READ_STATS(&before);
+	EXPECT_EQ(before.faults, upa_hist_sum(&before));
+	p = upa_map(self->fd, PAGES(n), 0);
+	ASSERT_NE(NULL, p);
+	read_pages(p, 0, n / 2);
+	write_pages(p, n / 2, n / 2, 1);
+	READ_STATS(&after);
+	EXPECT_EQ(after.faults, upa_hist_sum(&after));
+	EXPECT_EQ(n, (int64_t)(upa_hist_sum(&after) - upa_hist_sum(&before)));
+	EXPECT_EQ(n, STAT_DELTA(after, before, faults));
+	/* Nobody handles a fault in under 1 ns or over ~2 s here. */
+	EXPECT_EQ(0, after.hist[0] - before.hist[0]);
+	EXPECT_EQ(0, after.hist[31] - before.hist[31]);
+	ASSERT_EQ(0, munmap(p, PAGES(n)));
+}
+
+struct process_line {
+	int pid;
+	char comm[64];
+	unsigned long long regions, pages_live, pages_peak, pages_committed, faults;
+};
+
+/* Find pid's line in /proc/upalloc/processes; 0 when found. */
+static int find_process_line(pid_t pid, struct process_line *pl, char *header,
+			     size_t header_len)
+{
+	char line[512];
+	int ret = -1;
+	FILE *f;
+
+	f = fopen(UPA_PROCESSES_PATH, "re");
+	if (!f)
+		return -1;
+	if (!fgets(header, header_len, f)) {
+		fclose(f);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%d %63s %llu %llu %llu %llu %llu", &pl->pid,
+			   pl->comm, &pl->regions, &pl->pages_live,
+			   &pl->pages_peak, &pl->pages_committed,
+			   &pl->faults) == 7 && pl->pid == pid) {
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+TEST_F(stats, processes_file_lists_this_process)
+{
+	struct upalloc_proc_stats ps;
+	struct process_line pl;
+	char header[256];
+	char *a, *h;
+
+	NEED_DEVICE();
+	/* A name that needs escaping: space and backslash. */
+	ASSERT_EQ(0, prctl(PR_SET_NAME, "upa t\\st"));
+	a = upa_map(self->fd, PAGES(6), 0);
+	ASSERT_NE(NULL, a);
+	h = upa_map_heap(self->fd, PAGES(32));
+	ASSERT_NE(NULL, h);
+	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(3), NULL));
+	write_pages(a, 0, 6, 1);
+	read_pages(h, 0, 2);
+	ASSERT_EQ(0, upa_decommit(self->fd, a, PAGES(1), NULL));
+
+	ASSERT_EQ(0, find_process_line(getpid(), &pl, header, sizeof(header)))
+		TH_LOG("no line for pid %d", getpid());
+	EXPECT_STREQ("pid comm regions pages_live pages_peak pages_committed faults\n",
+		     header);
+	EXPECT_STREQ("upa\\040t\\134st", pl.comm);
+	EXPECT_EQ(2, pl.regions);
+	EXPECT_EQ(7, pl.pages_live);
+	EXPECT_EQ(8, pl.pages_peak);
+	EXPECT_EQ(9, pl.pages_committed);
+	EXPECT_EQ(8, pl.faults);
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(ps.pages_live, pl.pages_live);
+	EXPECT_EQ(ps.pages_peak, pl.pages_peak);
+	EXPECT_EQ(ps.faults, pl.faults);
+	ASSERT_EQ(0, munmap(a, PAGES(6)));
+	ASSERT_EQ(0, munmap(h, PAGES(32)));
+	/* No region left: no line. */
+	EXPECT_EQ(-1, find_process_line(getpid(), &pl, header, sizeof(header)));
+}
+
+TEST_F(stats, pages_peak_is_a_high_water_mark)
+{
+	struct upalloc_proc_stats ps;
+	struct upa_stats s;
+	char *p;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(16), 0);
+	ASSERT_NE(NULL, p);
+	write_pages(p, 0, 10, 1);
+	ASSERT_EQ(0, upa_decommit(self->fd, p, PAGES(6), NULL));
+	write_pages(p, 0, 3, 1);
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(7, ps.pages_live);
+	EXPECT_EQ(10, ps.pages_peak);
+	write_pages(p, 0, 16, 1);
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(16, ps.pages_peak);
+	READ_STATS(&s);
+	EXPECT_LE(s.pages_live, s.pages_peak);
+	EXPECT_LE(16, s.pages_peak);
+	ASSERT_EQ(0, munmap(p, PAGES(16)));
+}
+
+TEST_F(stats, stats_file_is_read_only)
+{
+	int fd;
+
+	NEED_DEVICE();
+	fd = open(UPA_STATS_PATH, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		/* Even root, who may open it, cannot reset the counters. */
+		EXPECT_GT(0, write(fd, "0\n", 2));
+		close(fd);
+	}
+}
+
+UPALLOC_TEST_MAIN
