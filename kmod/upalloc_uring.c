@@ -49,27 +49,9 @@
 #include <linux/fs.h>
 #include <linux/moduleparam.h>
 #include <linux/uaccess.h>
-#include <linux/version.h>
 
 #include "upalloc.h"
-#include "uapi/upalloc.h"
-
-/*
- * ---- compat: to move into upalloc_compat.h -------------------------------
- * 6.1 passes the SQE's command area as ioucmd->cmd; 6.12 passes the SQE and
- * io_uring_sqe_cmd() finds the area in it (linux/io_uring/cmd.h, since 6.7).
- */
-#ifndef UPALLOC_HAVE_URING_COMPAT
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
-#include <linux/io_uring/cmd.h>
-#define upalloc_uring_cmd_payload(ioucmd) io_uring_sqe_cmd((ioucmd)->sqe)
-#else
-#include <linux/io_uring.h>
-#define upalloc_uring_cmd_payload(ioucmd) ((ioucmd)->cmd)
-#endif
-int upalloc_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags);
-#endif
-/* ---- end of compat ------------------------------------------------------- */
+#include "upalloc_compat.h"
 
 static unsigned int uring_inline_pages = 64;
 module_param(uring_inline_pages, uint, 0644);

@@ -56,11 +56,11 @@
 #define UPALLOC_IOC_MAGIC	0xB7
 
 /* Feature bits reported in upalloc_version.features. */
-#define UPALLOC_FEAT_HEAP	(1ULL << 0) /* MAP_NORESERVE heaps + SET_BRK */
-#define UPALLOC_FEAT_DECOMMIT	(1ULL << 1)
-#define UPALLOC_FEAT_POPULATE	(1ULL << 2)
-#define UPALLOC_FEAT_PROC_STATS	(1ULL << 3)
-#define UPALLOC_FEAT_URING_CMD	(1ULL << 4) /* io_uring passthrough */
+#define UPALLOC_FEAT_HEAP	0x01ULL /* MAP_NORESERVE heaps + SET_BRK */
+#define UPALLOC_FEAT_DECOMMIT	0x02ULL
+#define UPALLOC_FEAT_POPULATE	0x04ULL
+#define UPALLOC_FEAT_PROC_STATS	0x08ULL
+#define UPALLOC_FEAT_URING_CMD	0x10ULL /* io_uring passthrough */
 
 /* UPALLOC_IOC_VERSION: what this module speaks. All fields are outputs. */
 struct upalloc_version {
@@ -98,7 +98,7 @@ struct upalloc_range {
  * break. On success old_brk and region_len describe the region as it was
  * and is. With UPALLOC_BRK_QUERY the break is only reported, not moved.
  */
-#define UPALLOC_BRK_QUERY	(1U << 0)
+#define UPALLOC_BRK_QUERY	0x1U
 
 struct upalloc_brk {
 	__u64 addr;		/* in: any address inside the region */
@@ -112,8 +112,8 @@ struct upalloc_brk {
 };
 
 /* UPALLOC_IOC_REGION_INFO: describe the caller's region containing addr. */
-#define UPALLOC_REGION_HEAP	(1U << 0) /* created with MAP_NORESERVE */
-#define UPALLOC_REGION_FORKED	(1U << 1) /* a fork child's copy */
+#define UPALLOC_REGION_HEAP	0x1U /* created with MAP_NORESERVE */
+#define UPALLOC_REGION_FORKED	0x2U /* a fork child's copy */
 
 struct upalloc_region_info {
 	__u64 addr;		/* in: any address inside the region */
@@ -149,7 +149,9 @@ struct upalloc_proc_stats {
 	__u64 pages_populated;
 	__u64 pages_decommitted;
 	__u64 enomem;
-	__u64 reserved[16];
+	__u64 faults_mkwrite;	/* read-only PTEs made writable */
+	__u64 sigbus;		/* faults refused (beyond the break) */
+	__u64 reserved[14];
 };
 
 /*

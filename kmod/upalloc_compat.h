@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every difference between the Debian 6.1 and 6.12 kernel APIs that upalloc
+ * meets, in one place. Nothing else in the module tests a kernel version.
+ * Kbuild defines UPALLOC_MM_API_6_3 on kernels >= 6.3, where
+ * zap_page_range() gave way to zap_page_range_single() and vm_flags became
+ * read-only behind vm_flags_set()/vm_flags_mod(), and
+ * UPALLOC_URING_API_6_7 on kernels >= 6.7, where the io_uring command API
+ * moved to linux/io_uring/cmd.h.
+ */
+#ifndef _UPALLOC_COMPAT_H
+#define _UPALLOC_COMPAT_H
+
+#include <linux/mm.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
+
+#ifndef UPALLOC_MM_API_6_3
+/* 6.1: vm_flags is a plain field, written under the mmap write lock. */
+static inline void upalloc_vm_flags_mod(struct vm_area_struct *vma,
+					unsigned long set, unsigned long clear)
+{
+	vma->vm_flags = (vma->vm_flags | set) & ~clear;
+}
+
+/* 6.1 exports zap_page_range(); zap_page_range_single() is static there. */
+static inline void upalloc_zap_range(struct vm_area_struct *vma,
+				     unsigned long addr, unsigned long size)
+{
+	zap_page_range(vma, addr, size);
+}
+#else
+static inline void upalloc_vm_flags_mod(struct vm_area_struct *vma,
+					unsigned long set, unsigned long clear)
+{
+	vm_flags_mod(vma, set, clear);
+}
+
+static inline void upalloc_zap_range(struct vm_area_struct *vma,
+				     unsigned long addr, unsigned long size)
+{
+	zap_page_range_single(vma, addr, size, NULL);
+}
+#endif
+
+/*
+ * The task that owns mm (the thread group leader, or a successor if it
+ * exited), for pid, comm and uid in /proc/upalloc/processes. Only kernels
+ * with CONFIG_MEMCG track it (both Debian kernels do); elsewhere the caller
+ * falls back to the pid that created the record. Call under rcu_read_lock().
+ */
+static inline struct task_struct *upalloc_mm_owner(struct mm_struct *mm)
+{
+#ifdef CONFIG_MEMCG
+	return rcu_dereference(mm->owner);
+#else
+	return NULL;
+#endif
+}
+
+/*
+ * io_uring passthrough: the SQE's command area. 6.1 passes it as
+ * ioucmd->cmd; 6.12 passes the SQE and io_uring_sqe_cmd() finds it.
+ */
+#ifdef UPALLOC_URING_API_6_7
+#include <linux/io_uring/cmd.h>
+
+static inline const void *
+upalloc_uring_cmd_payload(const struct io_uring_cmd *ioucmd)
+{
+	return io_uring_sqe_cmd(ioucmd->sqe);
+}
+#else
+#include <linux/io_uring.h>
+
+static inline const void *
+upalloc_uring_cmd_payload(const struct io_uring_cmd *ioucmd)
+{
+	return ioucmd->cmd;
+}
+#endif
+
+#endif /* _UPALLOC_COMPAT_H */

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * upalloc mappings: ->mmap creates a region, the vm_ops fault its pages in,
+ * break copy-on-write after fork, and follow the VMA's lifetime.
+ *
+ * Semantics worth knowing (also in the uapi header):
+ * - Only MAP_SHARED mappings at offset 0, never executable: a private
+ *   mapping would hand written data to the core's anonymous pages, and
+ *   VM_MAYEXEC is cleared so that a later mprotect(PROT_EXEC) fails with
+ *   EACCES.
+ * - fork: the child gets a copy-on-write snapshot. ->open clones the table
+ *   into a region of the child's mm and zaps the parent's PTEs, so that the
+ *   next write of either side faults and copies the page if it is still
+ *   shared. MADV_DONTFORK leaves the child without the mapping; exec drops
+ *   the child's shares.
+ * - Partial munmap/mprotect/madvise that would split the VMA fail with
+ *   EINVAL (->may_split); mremap moves fail with EINVAL (->mremap); growing
+ *   in place fails with EFAULT (VM_DONTEXPAND, the core's rule); shrinking
+ *   is a partial munmap.
+ * - madvise(MADV_DONTNEED) only zaps PTEs: the region keeps its pages and
+ *   the next touch maps the old contents again. UPALLOC_IOC_DECOMMIT is the
+ *   way to give pages back.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fs.h>
+#include <linux/ktime.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+
+#include "upalloc.h"
+#include "upalloc_compat.h"
+#include "upalloc_trace.h"
+
+int upalloc_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	pgoff_t nr_pages = vma_pages(vma);
+	struct upalloc_region *r;
+
+	/* Private mappings would take written pages away from the module. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	/* Offsets belong to the module (one range per region). */
+	if (vma->vm_pgoff)
+		return -EINVAL;
+	/* Heap memory is never executable, like a noexec mount. */
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	/* Bounded so that no region can exhaust the offset space. */
+	if (nr_pages > READ_ONCE(upalloc_max_region_pages))
+		return -EINVAL;
+
+	r = upalloc_region_create(vma->vm_mm, nr_pages,
+				  vma->vm_flags & VM_NORESERVE);
+	if (IS_ERR(r))
+		return PTR_ERR(r);
+
+	vma->vm_pgoff = r->base;
+	vma->vm_private_data = r;
+	vma->vm_ops = &upalloc_vm_ops;
+	/* VM_SPECIAL through DONTEXPAND: never merged, grown or mlocked. */
+	upalloc_vm_flags_mod(vma, VM_DONTEXPAND, VM_MAYEXEC);
+	return 0;
+}
+
+static vm_fault_t upalloc_fault(struct vm_fault *vmf)
+{
+	struct upalloc_region *r = vmf->vma->vm_private_data;
+	bool write = vmf->flags & FAULT_FLAG_WRITE;
+	unsigned long addr = vmf->address & PAGE_MASK;
+	u64 start = ktime_get_ns();
+	struct page *page;
+	vm_fault_t ret;
+	pgoff_t idx;
+	u64 ns;
+
+	/* A fork clone that could not be made: the child has no pages. */
+	if (!r)
+		return VM_FAULT_SIGBUS;
+	idx = vmf->pgoff - r->base;
+	ret = upalloc_region_fault_page(r, vmf->vma, addr, idx, write, &page);
+	if (ret == VM_FAULT_OOM)
+		return ret;
+	if (!ret) {
+		/* Hold the page lock until the core has set the PTE. */
+		lock_page(page);
+		if (!upalloc_region_holds(r, idx, page)) {
+			unlock_page(page);
+			put_page(page);
+			return VM_FAULT_NOPAGE;
+		}
+		vmf->page = page;
+		ret = VM_FAULT_LOCKED;
+	} else {
+		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
+	}
+
+	ns = ktime_get_ns() - start;
+	upalloc_count(r->proc, write ? UPALLOC_STAT_FAULTS_WRITE :
+		      UPALLOC_STAT_FAULTS_READ, 1);
+	upalloc_count_fault_latency(r->proc, ns);
+	trace_fault(r->base, addr, idx, write, ret, ns);
+	return ret;
+}
+
+static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
+{
+	struct upalloc_region *r = vmf->vma->vm_private_data;
+	/* A present PTE: a read-only mapping being made writable. */
+	bool upgrade = (vmf->flags & FAULT_FLAG_ORIG_PTE_VALID) &&
+		       pte_present(vmf->orig_pte);
+
+	if (!r)
+		return VM_FAULT_SIGBUS;
+	return upalloc_region_mkwrite(r, vmf->vma, vmf->address & PAGE_MASK,
+				      vmf->pgoff - r->base, vmf->page,
+				      upgrade);
+}
+
+/*
+ * A new VMA points at the region: a refused mremap's temporary copy in the
+ * same mm, or the child's VMA during fork (current->mm is the parent's,
+ * both mmap locks are held for writing, the child's PTEs are not copied
+ * yet and the child is not in i_mmap yet).
+ */
+static void upalloc_vm_open(struct vm_area_struct *vma)
+{
+	struct upalloc_region *r = vma->vm_private_data;
+	struct upalloc_region *child;
+	struct vm_area_struct *pvma;
+
+	if (!r)
+		return;
+	if (vma->vm_mm == r->mm) {
+		kref_get(&r->ref);
+		return;
+	}
+
+	child = upalloc_region_clone(r, vma->vm_mm);
+	vma->vm_private_data = child;
+	if (!child) {
+		pr_warn_ratelimited("fork: out of memory, child's region unusable\n");
+		return;
+	}
+	/* The parent's writable PTEs would write into now shared pages. */
+	pvma = vma_lookup(r->mm, vma->vm_start);
+	if (pvma && pvma->vm_private_data == r)
+		upalloc_zap(pvma, pvma->vm_start, pvma->vm_end - pvma->vm_start);
+}
+
+static void upalloc_vm_close(struct vm_area_struct *vma)
+{
+	struct upalloc_region *r = vma->vm_private_data;
+
+	if (r)
+		upalloc_region_put(r);
+}
+
+/* Regions are unmapped and protected whole: one VMA per region per mm. */
+static int upalloc_may_split(struct vm_area_struct *vma, unsigned long addr)
+{
+	return -EINVAL;
+}
+
+/* Moves are refused; the core then moves the page tables back. */
+static int upalloc_vm_mremap(struct vm_area_struct *vma)
+{
+	return -EINVAL;
+}
+
+const struct vm_operations_struct upalloc_vm_ops = {
+	.open = upalloc_vm_open,
+	.close = upalloc_vm_close,
+	.may_split = upalloc_may_split,
+	.mremap = upalloc_vm_mremap,
+	.fault = upalloc_fault,
+	.page_mkwrite = upalloc_page_mkwrite,
+};

@@ -1,0 +1,589 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * upalloc regions: the page tables behind the mappings, fork families and
+ * copy-on-write, the break, decommit, and commit accounting.
+ *
+ * Removing a page from a table (decommit, break lowered, COW replacement)
+ * always follows one protocol, so that no PTE of the region is left mapping
+ * a page the region no longer holds:
+ *   1. under the family mutex, take the page out of (or replace it in) the
+ *      table;
+ *   2. lock_page() + unlock_page(): waits for a fault that validated the
+ *      page before step 1 and is installing its PTE (faults hold the page
+ *      lock from validation until the PTE is set; a fault validating after
+ *      step 1 sees the change and retries);
+ *   3. zap the address range in the region's VMA;
+ *   4. under the family mutex, drop the table's share; then put_page().
+ * The share is dropped after the zap so that a fork relative never sees its
+ * share count fall to 1 (and writes the page in place) while this region
+ * still maps the page.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/atomic.h>
+#include <linux/bits.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+
+#include "upalloc.h"
+#include "upalloc_compat.h"
+#include "upalloc_trace.h"
+
+/* Driver pages: zeroed or copied by us, memcg-charged, never movable. */
+#define UPALLOC_GFP		(GFP_HIGHUSER | __GFP_ACCOUNT)
+#define UPALLOC_XA_GFP		GFP_KERNEL_ACCOUNT
+
+/* Pages taken out of a table per round of the removal protocol. */
+#define UPALLOC_BATCH		32
+
+/*
+ * Next base page offset. Offsets stay below 2^51 so that pgoff << PAGE_SHIFT
+ * fits in loff_t; one region of max_region_pages takes its length.
+ */
+#define UPALLOC_PGOFF_LIMIT	BIT_ULL(51)
+static atomic64_t upalloc_next_pgoff = ATOMIC64_INIT(1);
+
+static unsigned long page_share(struct page *page)
+{
+	return READ_ONCE(page->private);
+}
+
+/* Drop one table's share of page; family mutex held. */
+static void page_unshare(struct page *page)
+{
+	unsigned long share = page_private(page);
+
+	if (share > 1) {
+		set_page_private(page, share - 1);
+		return;
+	}
+	set_page_private(page, 0);
+	upalloc_pages_live_add(-1);
+	upalloc_stat_add(UPALLOC_STAT_PAGES_FREED, 1);
+}
+
+void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,
+		 unsigned long size)
+{
+	upalloc_zap_range(vma, addr, size);
+}
+
+static struct upalloc_region *region_alloc(struct mm_struct *mm)
+{
+	struct upalloc_region *r;
+
+	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	if (!r)
+		return NULL;
+	r->proc = upalloc_proc_get(mm);
+	if (!r->proc) {
+		kfree(r);
+		return NULL;
+	}
+	kref_init(&r->ref);
+	xa_init(&r->pages);
+	r->mm = mm;
+	return r;
+}
+
+static void region_free(struct upalloc_region *r)
+{
+	xa_destroy(&r->pages);
+	upalloc_proc_put_region(r->proc);
+	kfree(r);
+}
+
+static void family_put(struct upalloc_family *fam)
+{
+	if (refcount_dec_and_test(&fam->ref)) {
+		mutex_destroy(&fam->lock);
+		kfree(fam);
+	}
+}
+
+/* A new region of nr_pages for mm; heap regions start with brk 0. */
+struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
+					     pgoff_t nr_pages, bool heap)
+{
+	struct upalloc_region *r;
+	int err = -ENOMEM;
+	u64 base;
+
+	r = region_alloc(mm);
+	if (!r)
+		return ERR_PTR(-ENOMEM);
+	r->family = kzalloc(sizeof(*r->family), GFP_KERNEL_ACCOUNT);
+	if (!r->family)
+		goto out_free_region;
+	mutex_init(&r->family->lock);
+	refcount_set(&r->family->ref, 1);
+
+	base = atomic64_fetch_add(nr_pages, &upalloc_next_pgoff);
+	if (base + nr_pages > UPALLOC_PGOFF_LIMIT)
+		goto out_put_family;
+	r->base = base;
+	r->nr_pages = nr_pages;
+	r->heap = heap;
+	r->brk = heap ? 0 : nr_pages;
+	err = upalloc_commit(r->proc, r->brk, false);
+	if (err)
+		goto out_put_family;
+
+	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_CREATED, 1);
+	trace_region_create(r->base, nr_pages, r->brk, heap, false);
+	return r;
+
+out_put_family:
+	family_put(r->family);
+out_free_region:
+	region_free(r);
+	return ERR_PTR(err);
+}
+
+static void region_release(struct kref *kref)
+{
+	struct upalloc_region *r = container_of(kref, struct upalloc_region,
+						ref);
+	struct upalloc_family *fam = r->family;
+	unsigned long nr_present, idx;
+	struct page *page;
+	pgoff_t brk;
+
+	/* ->close runs after the VMA's PTEs are gone: no mapper is left. */
+	mutex_lock(&fam->lock);
+	xa_for_each(&r->pages, idx, page) {
+		page_unshare(page);
+		put_page(page);
+	}
+	nr_present = r->nr_present;
+	brk = r->brk;
+	mutex_unlock(&fam->lock);
+
+	upalloc_proc_pages_add(r->proc, -(long)nr_present);
+	upalloc_proc_add(r->proc, UPALLOC_STAT_PAGES_FREED, nr_present);
+	upalloc_commit(r->proc, -(long)brk, true);
+	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_DESTROYED, 1);
+	trace_region_destroy(r->base, nr_present);
+	family_put(fam);
+	region_free(r);
+}
+
+void upalloc_region_put(struct upalloc_region *r)
+{
+	kref_put(&r->ref, region_release);
+}
+
+/*
+ * Fork: a copy of parent for the child's mm, sharing every page (share + 1
+ * each). Runs from ->open with both mmap locks held for writing, so neither
+ * table changes except through other family members, which the family
+ * mutex excludes. Commitments are inherited even beyond the limits, since
+ * fork cannot fail here. Returns NULL when memory runs out; the child's
+ * mapping is then left without a region (SIGBUS on access).
+ */
+struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
+					    struct mm_struct *mm)
+{
+	struct upalloc_family *fam = parent->family;
+	struct upalloc_region *r;
+	unsigned long idx;
+	struct page *page;
+
+	r = region_alloc(mm);
+	if (!r)
+		return NULL;
+	r->family = fam;
+	r->base = parent->base;
+	r->nr_pages = parent->nr_pages;
+	r->heap = parent->heap;
+	r->forked = true;
+
+	mutex_lock(&fam->lock);
+	r->brk = parent->brk;
+	xa_for_each(&parent->pages, idx, page) {
+		if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_XA_GFP)))
+			goto out_unshare;
+		get_page(page);
+		set_page_private(page, page_private(page) + 1);
+		r->nr_present++;
+	}
+	refcount_inc(&fam->ref);
+	mutex_unlock(&fam->lock);
+
+	upalloc_commit(r->proc, r->brk, true);
+	upalloc_proc_pages_add(r->proc, r->nr_present);
+	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_CREATED, 1);
+	upalloc_count(r->proc, UPALLOC_STAT_FORKS, 1);
+	trace_region_create(r->base, r->nr_pages, r->brk, r->heap, true);
+	return r;
+
+out_unshare:
+	xa_for_each(&r->pages, idx, page) {
+		set_page_private(page, page_private(page) - 1);
+		put_page(page);
+	}
+	mutex_unlock(&fam->lock);
+	region_free(r);
+	return NULL;
+}
+
+/* A referenced page at idx, or NULL; lockless (RCU) lookup. */
+static struct page *table_get(struct upalloc_region *r, pgoff_t idx)
+{
+	struct page *page;
+
+	rcu_read_lock();
+	page = xa_load(&r->pages, idx);
+	if (page && !get_page_unless_zero(page))
+		page = NULL;
+	if (page && xa_load(&r->pages, idx) != page) {
+		put_page(page);
+		page = NULL;
+	}
+	rcu_read_unlock();
+	return page;
+}
+
+bool upalloc_region_holds(struct upalloc_region *r, pgoff_t idx,
+			  struct page *page)
+{
+	return xa_load(&r->pages, idx) == page;
+}
+
+/* Steps 2-4 of the removal protocol for one page at addr. */
+static void region_retire_page(struct upalloc_region *r,
+			       struct vm_area_struct *vma, unsigned long addr,
+			       struct page *page)
+{
+	lock_page(page);
+	unlock_page(page);
+	upalloc_zap(vma, addr, PAGE_SIZE);
+	mutex_lock(&r->family->lock);
+	page_unshare(page);
+	mutex_unlock(&r->family->lock);
+	put_page(page);
+}
+
+/* Account a page the module just put into r's table. */
+static void region_count_new_page(struct upalloc_region *r, bool new_entry)
+{
+	upalloc_pages_live_add(1);
+	upalloc_count(r->proc, UPALLOC_STAT_PAGES_ALLOCATED, 1);
+	if (new_entry)
+		upalloc_proc_pages_add(r->proc, 1);
+}
+
+/*
+ * The page to map at idx for a fault, referenced. A missing page is
+ * allocated zeroed; for a write, a page shared with a fork relative is
+ * replaced by a private copy. Returns 0 or VM_FAULT_SIGBUS (beyond the
+ * break) or VM_FAULT_OOM (allocation failed).
+ */
+vm_fault_t upalloc_region_fault_page(struct upalloc_region *r,
+				     struct vm_area_struct *vma,
+				     unsigned long addr, pgoff_t idx,
+				     bool write, struct page **pagep)
+{
+	struct upalloc_family *fam = r->family;
+	struct page *page, *new;
+
+retry:
+	if (idx >= READ_ONCE(r->brk))
+		return VM_FAULT_SIGBUS;
+	page = table_get(r, idx);
+	if (page && (!write || page_share(page) == 1)) {
+		*pagep = page;
+		return 0;
+	}
+	/* A core dump reads holes as holes instead of allocating them. */
+	if (!page && (current->flags & PF_DUMPCORE))
+		return VM_FAULT_SIGBUS;
+
+	new = alloc_page(page ? UPALLOC_GFP : UPALLOC_GFP | __GFP_ZERO);
+	if (!new)
+		goto out_oom;
+	/* A shared page is never written, so copying it unlocked is safe. */
+	if (page)
+		copy_highpage(new, page);
+
+	mutex_lock(&fam->lock);
+	if (idx >= r->brk || xa_load(&r->pages, idx) != page) {
+		mutex_unlock(&fam->lock);
+		__free_page(new);
+		if (page)
+			put_page(page);
+		goto retry;
+	}
+	if (page && page_private(page) == 1) {
+		/* The relatives dropped their shares meanwhile. */
+		mutex_unlock(&fam->lock);
+		__free_page(new);
+		*pagep = page;
+		return 0;
+	}
+	if (xa_is_err(xa_store(&r->pages, idx, new, UPALLOC_XA_GFP))) {
+		mutex_unlock(&fam->lock);
+		__free_page(new);
+		goto out_oom;
+	}
+	set_page_private(new, 1);
+	get_page(new);
+	if (!page)
+		r->nr_present++;
+	mutex_unlock(&fam->lock);
+
+	region_count_new_page(r, !page);
+	if (page) {
+		upalloc_count(r->proc, UPALLOC_STAT_COW_COPIES, 1);
+		region_retire_page(r, vma, addr, page);
+		put_page(page);
+	}
+	*pagep = new;
+	return 0;
+
+out_oom:
+	if (page)
+		put_page(page);
+	upalloc_count(r->proc, UPALLOC_STAT_ENOMEM, 1);
+	return VM_FAULT_OOM;
+}
+
+/*
+ * ->page_mkwrite for page at idx: make it writable if the region holds it
+ * alone (VM_FAULT_LOCKED, page locked), else give the region a private
+ * copy, zap the read-only PTE and let the fault retry (VM_FAULT_NOPAGE).
+ * upgrade tells a read-only PTE being upgraded from the second half of a
+ * write fault (only the former counts in faults_mkwrite).
+ */
+vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
+				  struct vm_area_struct *vma,
+				  unsigned long addr, pgoff_t idx,
+				  struct page *page, bool upgrade)
+{
+	struct upalloc_family *fam = r->family;
+	struct page *new;
+
+	lock_page(page);
+	if (!upalloc_region_holds(r, idx, page))
+		goto out_stale;
+	if (page_share(page) == 1)
+		goto out_exclusive;
+
+	new = alloc_page(UPALLOC_GFP);
+	if (!new) {
+		unlock_page(page);
+		upalloc_count(r->proc, UPALLOC_STAT_ENOMEM, 1);
+		return VM_FAULT_OOM;
+	}
+	copy_highpage(new, page);
+	mutex_lock(&fam->lock);
+	if (!upalloc_region_holds(r, idx, page)) {
+		mutex_unlock(&fam->lock);
+		__free_page(new);
+		goto out_stale;
+	}
+	if (page_private(page) == 1) {
+		mutex_unlock(&fam->lock);
+		__free_page(new);
+		goto out_exclusive;
+	}
+	/* Replacing a present entry allocates nothing and cannot fail. */
+	xa_store(&r->pages, idx, new, UPALLOC_XA_GFP);
+	set_page_private(new, 1);
+	mutex_unlock(&fam->lock);
+
+	region_count_new_page(r, false);
+	upalloc_count(r->proc, UPALLOC_STAT_COW_COPIES, 1);
+	if (upgrade)
+		upalloc_count(r->proc, UPALLOC_STAT_FAULTS_MKWRITE, 1);
+	unlock_page(page);
+	/* Our own page lock stood for step 2 of the protocol. */
+	upalloc_zap(vma, addr, PAGE_SIZE);
+	mutex_lock(&fam->lock);
+	page_unshare(page);
+	mutex_unlock(&fam->lock);
+	put_page(page);
+	return VM_FAULT_NOPAGE;
+
+out_exclusive:
+	if (upgrade)
+		upalloc_count(r->proc, UPALLOC_STAT_FAULTS_MKWRITE, 1);
+	return VM_FAULT_LOCKED;
+
+out_stale:
+	/* Removed meanwhile: drop the stale PTE so the fault can progress. */
+	unlock_page(page);
+	upalloc_zap(vma, addr, PAGE_SIZE);
+	return VM_FAULT_NOPAGE;
+}
+
+/*
+ * Allocate zeroed pages for the absent entries of [first, last), all below
+ * the break. *nr_new counts the pages allocated. Returns 0, -ENOMEM or
+ * -EINTR (fatal signal; the pages allocated so far stay).
+ */
+int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
+			pgoff_t last, u64 *nr_new)
+{
+	struct upalloc_family *fam = r->family;
+	struct page *new;
+	pgoff_t idx;
+
+	*nr_new = 0;
+	for (idx = first; idx < last; idx++) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+		if (xa_load(&r->pages, idx))
+			continue;
+		new = alloc_page(UPALLOC_GFP | __GFP_ZERO);
+		if (!new)
+			goto out_enomem;
+		mutex_lock(&fam->lock);
+		if (idx >= r->brk || xa_load(&r->pages, idx)) {
+			mutex_unlock(&fam->lock);
+			__free_page(new);
+			continue;
+		}
+		if (xa_is_err(xa_store(&r->pages, idx, new, UPALLOC_XA_GFP))) {
+			mutex_unlock(&fam->lock);
+			__free_page(new);
+			goto out_enomem;
+		}
+		set_page_private(new, 1);
+		r->nr_present++;
+		mutex_unlock(&fam->lock);
+		region_count_new_page(r, true);
+		upalloc_count(r->proc, UPALLOC_STAT_PAGES_POPULATED, 1);
+		(*nr_new)++;
+	}
+	return 0;
+
+out_enomem:
+	upalloc_count(r->proc, UPALLOC_STAT_ENOMEM, 1);
+	return -ENOMEM;
+}
+
+/*
+ * Free the pages of [first, last) (page indexes) with the removal protocol;
+ * vma is r's VMA, mmap lock held. With above_brk, only pages at or above
+ * the current break are taken, so that a concurrent raise of the break is
+ * not undone. Returns the number of pages taken out of the table.
+ */
+static u64 region_remove_range(struct upalloc_region *r,
+			       struct vm_area_struct *vma, pgoff_t first,
+			       pgoff_t last, bool above_brk)
+{
+	struct upalloc_family *fam = r->family;
+	struct page *batch[UPALLOC_BATCH];
+	pgoff_t start = first, idx, lo, hi;
+	unsigned int n, i;
+	struct page *page;
+	u64 total = 0;
+
+	while (first < last) {
+		n = 0;
+		lo = 0;
+		hi = 0;
+		mutex_lock(&fam->lock);
+		if (above_brk)
+			first = max(first, r->brk);
+		xa_for_each_range(&r->pages, idx, page, first, last - 1) {
+			xa_erase(&r->pages, idx);
+			if (!n)
+				lo = idx;
+			hi = idx;
+			batch[n++] = page;
+			if (n == UPALLOC_BATCH)
+				break;
+		}
+		r->nr_present -= n;
+		mutex_unlock(&fam->lock);
+		if (!n)
+			break;
+
+		for (i = 0; i < n; i++) {
+			lock_page(batch[i]);
+			unlock_page(batch[i]);
+		}
+		upalloc_zap(vma, vma->vm_start + (lo << PAGE_SHIFT),
+			    (hi - lo + 1) << PAGE_SHIFT);
+		mutex_lock(&fam->lock);
+		for (i = 0; i < n; i++)
+			page_unshare(batch[i]);
+		mutex_unlock(&fam->lock);
+		for (i = 0; i < n; i++)
+			put_page(batch[i]);
+
+		upalloc_proc_pages_add(r->proc, -(long)n);
+		upalloc_proc_add(r->proc, UPALLOC_STAT_PAGES_FREED, n);
+		upalloc_count(r->proc, UPALLOC_STAT_PAGES_DECOMMITTED, n);
+		total += n;
+		if (n < UPALLOC_BATCH)
+			break;
+		first = hi + 1;
+		cond_resched();
+	}
+	trace_decommit(r->base, start, last, total);
+	return total;
+}
+
+u64 upalloc_region_decommit(struct upalloc_region *r,
+			    struct vm_area_struct *vma, pgoff_t first,
+			    pgoff_t last)
+{
+	return region_remove_range(r, vma, first, last, false);
+}
+
+/*
+ * Move the break to new_brk pages. Raising commits the difference or fails
+ * with -ENOMEM, changing nothing; lowering uncommits it and frees the
+ * pages above the new break.
+ */
+int upalloc_region_set_brk(struct upalloc_region *r,
+			   struct vm_area_struct *vma, pgoff_t new_brk,
+			   pgoff_t *old_brk)
+{
+	struct upalloc_family *fam = r->family;
+	pgoff_t old;
+	int err = 0;
+
+	mutex_lock(&fam->lock);
+	old = r->brk;
+	if (new_brk > old)
+		err = upalloc_commit(r->proc, new_brk - old, false);
+	else
+		upalloc_commit(r->proc, -(long)(old - new_brk), true);
+	if (!err)
+		WRITE_ONCE(r->brk, new_brk);
+	mutex_unlock(&fam->lock);
+	*old_brk = old;
+	if (!err && new_brk < old)
+		region_remove_range(r, vma, new_brk, old, true);
+	return err;
+}
+
+/* Fill the outputs of REGION_INFO except start. */
+void upalloc_region_describe(struct upalloc_region *r,
+			     struct upalloc_region_info *info)
+{
+	unsigned long idx;
+	struct page *page;
+	u64 shared = 0;
+
+	mutex_lock(&r->family->lock);
+	info->brk = (u64)r->brk << PAGE_SHIFT;
+	info->pages_present = r->nr_present;
+	xa_for_each(&r->pages, idx, page)
+		if (page_private(page) > 1)
+			shared++;
+	mutex_unlock(&r->family->lock);
+	info->pages_shared = shared;
+	info->len = (u64)r->nr_pages << PAGE_SHIFT;
+	info->flags = (r->heap ? UPALLOC_REGION_HEAP : 0) |
+		      (r->forked ? UPALLOC_REGION_FORKED : 0);
+}

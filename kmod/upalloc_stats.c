@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * upalloc statistics: per-CPU event counters (global and per process),
+ * exact live and peak page counts, commit accounting against the module
+ * limits, per-process records, and the files under /proc/upalloc/.
+ *
+ * Who sees what in /proc/upalloc/processes: a reader whose opener
+ * credentials have CAP_SYS_ADMIN in the initial user namespace sees every
+ * line; anyone else sees only the lines of processes whose owning task has
+ * the same real uid as the opener's real uid. A process whose owner cannot
+ * be resolved is shown to CAP_SYS_ADMIN only.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/atomic.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/hashtable.h>
+#include <linux/log2.h>
+#include <linux/proc_fs.h>
+#include <linux/sched/mm.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/uidgid.h>
+
+#include "upalloc.h"
+#include "upalloc_compat.h"
+
+static DEFINE_PER_CPU(struct upalloc_counters, upalloc_counters);
+
+/* Pages held by the module: allocated - freed. Exact, so an atomic. */
+static atomic_long_t upalloc_pages_live = ATOMIC_LONG_INIT(0);
+static atomic_long_t upalloc_pages_peak = ATOMIC_LONG_INIT(0);
+
+/* Sum of every live region's break in pages; guarded by the lock. */
+static DEFINE_SPINLOCK(upalloc_commit_lock);
+static long upalloc_pages_committed;
+
+/* Records by mm; guarded by upalloc_procs_lock (never on the fault path). */
+#define UPALLOC_PROC_HASH_BITS	7
+static DEFINE_HASHTABLE(upalloc_procs, UPALLOC_PROC_HASH_BITS);
+static DEFINE_SPINLOCK(upalloc_procs_lock);
+
+static const char * const upalloc_stat_names[UPALLOC_STAT_LATENCY0] = {
+	[UPALLOC_STAT_REGIONS_CREATED] = "regions_created",
+	[UPALLOC_STAT_REGIONS_DESTROYED] = "regions_destroyed",
+	[UPALLOC_STAT_PAGES_ALLOCATED] = "pages_allocated",
+	[UPALLOC_STAT_PAGES_FREED] = "pages_freed",
+	[UPALLOC_STAT_FAULTS_READ] = "faults_read",
+	[UPALLOC_STAT_FAULTS_WRITE] = "faults_write",
+	[UPALLOC_STAT_FAULTS_MKWRITE] = "faults_mkwrite",
+	[UPALLOC_STAT_COW_COPIES] = "cow_copies",
+	[UPALLOC_STAT_FORKS] = "forks",
+	[UPALLOC_STAT_PAGES_POPULATED] = "pages_populated",
+	[UPALLOC_STAT_PAGES_DECOMMITTED] = "pages_decommitted",
+	[UPALLOC_STAT_ENOMEM] = "enomem",
+	[UPALLOC_STAT_SIGBUS] = "sigbus",
+};
+
+void upalloc_stat_add(enum upalloc_stat item, u64 n)
+{
+	this_cpu_add(upalloc_counters.count[item], n);
+}
+
+void upalloc_proc_add(struct upalloc_proc *proc, enum upalloc_stat item,
+		      u64 n)
+{
+	this_cpu_add(proc->stats->count[item], n);
+}
+
+void upalloc_count(struct upalloc_proc *proc, enum upalloc_stat item, u64 n)
+{
+	upalloc_stat_add(item, n);
+	upalloc_proc_add(proc, item, n);
+}
+
+/* Bucket k holds faults that took t ns with floor(log2(max(t, 1))) == k. */
+void upalloc_count_fault_latency(struct upalloc_proc *proc, u64 ns)
+{
+	unsigned int bucket = ns ? ilog2(ns) : 0;
+
+	bucket = min_t(unsigned int, bucket, UPALLOC_LATENCY_BUCKETS - 1);
+	upalloc_count(proc, UPALLOC_STAT_LATENCY0 + bucket, 1);
+}
+
+static void peak_raise(atomic_long_t *peak, long live)
+{
+	long old = atomic_long_read(peak);
+
+	while (live > old && !atomic_long_try_cmpxchg(peak, &old, live))
+		;
+}
+
+/* A page enters (n > 0) or leaves (n < 0) the module's ownership. */
+void upalloc_pages_live_add(long n)
+{
+	peak_raise(&upalloc_pages_peak,
+		   atomic_long_add_return(n, &upalloc_pages_live));
+}
+
+/* Entries of the process's region tables appear or disappear. */
+void upalloc_proc_pages_add(struct upalloc_proc *proc, long n)
+{
+	peak_raise(&proc->pages_peak,
+		   atomic_long_add_return(n, &proc->pages_live));
+}
+
+static void counters_sum(struct upalloc_counters __percpu *counters,
+			 u64 *sum)
+{
+	unsigned int cpu, i;
+
+	memset(sum, 0, sizeof(u64) * UPALLOC_NR_STATS);
+	for_each_possible_cpu(cpu) {
+		const struct upalloc_counters *c = per_cpu_ptr(counters, cpu);
+
+		for (i = 0; i < UPALLOC_NR_STATS; i++)
+			sum[i] += c->count[i];
+	}
+}
+
+/*
+ * Change the commitment of proc by pages. Raising it fails with -ENOMEM,
+ * changing nothing, when max_pages or max_pages_per_process would be
+ * exceeded, unless force (a fork, which cannot fail) is set.
+ */
+int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
+{
+	unsigned long max = READ_ONCE(upalloc_max_pages);
+	unsigned long max_proc = READ_ONCE(upalloc_max_pages_per_process);
+	bool over;
+
+	spin_lock(&upalloc_commit_lock);
+	over = pages > 0 && !force &&
+	       ((max && upalloc_pages_committed + pages > max) ||
+		(max_proc && proc->committed + pages > max_proc));
+	if (!over) {
+		upalloc_pages_committed += pages;
+		proc->committed += pages;
+	}
+	spin_unlock(&upalloc_commit_lock);
+	if (over) {
+		upalloc_count(proc, UPALLOC_STAT_ENOMEM, 1);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void proc_free(struct upalloc_proc *proc)
+{
+	free_percpu(proc->stats);
+	mmdrop(proc->mm);
+	kfree(proc);
+}
+
+static bool proc_is_dead(struct upalloc_proc *proc)
+{
+	return !proc->regions && !atomic_read(&proc->mm->mm_users);
+}
+
+/* Unhash dead records into *dead; caller holds upalloc_procs_lock. */
+static void procs_reap_locked(struct hlist_head *dead)
+{
+	struct upalloc_proc *proc;
+	struct hlist_node *tmp;
+	unsigned int bkt;
+
+	hash_for_each_safe(upalloc_procs, bkt, tmp, proc, node) {
+		if (proc_is_dead(proc)) {
+			hash_del(&proc->node);
+			hlist_add_head(&proc->node, dead);
+		}
+	}
+}
+
+static void procs_free_list(struct hlist_head *dead)
+{
+	struct upalloc_proc *proc;
+	struct hlist_node *tmp;
+
+	hlist_for_each_entry_safe(proc, tmp, dead, node)
+		proc_free(proc);
+}
+
+static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
+{
+	struct upalloc_proc *proc;
+
+	hash_for_each_possible(upalloc_procs, proc, node, (unsigned long)mm)
+		if (proc->mm == mm)
+			return proc;
+	return NULL;
+}
+
+/*
+ * The record of mm, created if needed, with one more region counted in it
+ * (the caller is creating a region). Returns NULL on allocation failure.
+ */
+struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm)
+{
+	struct upalloc_proc *proc, *new;
+	HLIST_HEAD(dead);
+
+	spin_lock(&upalloc_procs_lock);
+	proc = proc_find_locked(mm);
+	if (proc)
+		proc->regions++;
+	spin_unlock(&upalloc_procs_lock);
+	if (proc)
+		return proc;
+
+	new = kzalloc(sizeof(*new), GFP_KERNEL_ACCOUNT);
+	if (!new)
+		return NULL;
+	new->stats = alloc_percpu(struct upalloc_counters);
+	if (!new->stats) {
+		kfree(new);
+		return NULL;
+	}
+	mmgrab(mm);
+	new->mm = mm;
+	new->tgid = current->mm == mm ? current->tgid : 0;
+	new->regions = 1;
+
+	spin_lock(&upalloc_procs_lock);
+	procs_reap_locked(&dead);
+	proc = proc_find_locked(mm);
+	if (proc) {
+		proc->regions++;
+	} else {
+		hash_add(upalloc_procs, &new->node, (unsigned long)mm);
+		proc = new;
+		new = NULL;
+	}
+	spin_unlock(&upalloc_procs_lock);
+	if (new)
+		proc_free(new);
+	procs_free_list(&dead);
+	return proc;
+}
+
+/* A region of proc is gone; free the record if its mm is gone too. */
+void upalloc_proc_put_region(struct upalloc_proc *proc)
+{
+	bool dead;
+
+	spin_lock(&upalloc_procs_lock);
+	proc->regions--;
+	dead = proc_is_dead(proc);
+	if (dead)
+		hash_del(&proc->node);
+	spin_unlock(&upalloc_procs_lock);
+	if (dead)
+		proc_free(proc);
+}
+
+/* The caller's own statistics; zero when it never had a region. */
+void upalloc_proc_fill_stats(struct upalloc_proc_stats *st)
+{
+	u64 sum[UPALLOC_NR_STATS];
+	struct upalloc_proc *proc;
+
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	st->version = UPALLOC_ABI_VERSION;
+
+	spin_lock(&upalloc_procs_lock);
+	proc = current->mm ? proc_find_locked(current->mm) : NULL;
+	if (proc) {
+		counters_sum(proc->stats, sum);
+		st->regions_live = proc->regions;
+		st->pages_live = atomic_long_read(&proc->pages_live);
+		st->pages_peak = atomic_long_read(&proc->pages_peak);
+		st->pages_committed = READ_ONCE(proc->committed);
+		st->regions_created = sum[UPALLOC_STAT_REGIONS_CREATED];
+		st->pages_allocated = sum[UPALLOC_STAT_PAGES_ALLOCATED];
+		st->pages_freed = sum[UPALLOC_STAT_PAGES_FREED];
+		st->faults_read = sum[UPALLOC_STAT_FAULTS_READ];
+		st->faults_write = sum[UPALLOC_STAT_FAULTS_WRITE];
+		st->faults = st->faults_read + st->faults_write;
+		st->cow_copies = sum[UPALLOC_STAT_COW_COPIES];
+		st->pages_populated = sum[UPALLOC_STAT_PAGES_POPULATED];
+		st->pages_decommitted = sum[UPALLOC_STAT_PAGES_DECOMMITTED];
+		st->enomem = sum[UPALLOC_STAT_ENOMEM];
+		st->faults_mkwrite = sum[UPALLOC_STAT_FAULTS_MKWRITE];
+		st->sigbus = sum[UPALLOC_STAT_SIGBUS];
+	}
+	spin_unlock(&upalloc_procs_lock);
+}
+
+static void stat_line(struct seq_file *m, const char *name, u64 value)
+{
+	seq_printf(m, "%s %llu\n", name, value);
+}
+
+static int upalloc_stats_show(struct seq_file *m, void *v)
+{
+	u64 sum[UPALLOC_NR_STATS];
+	unsigned int i;
+
+	counters_sum(&upalloc_counters, sum);
+	stat_line(m, "regions_live", sum[UPALLOC_STAT_REGIONS_CREATED] -
+		  sum[UPALLOC_STAT_REGIONS_DESTROYED]);
+	for (i = UPALLOC_STAT_REGIONS_CREATED;
+	     i <= UPALLOC_STAT_REGIONS_DESTROYED; i++)
+		stat_line(m, upalloc_stat_names[i], sum[i]);
+	stat_line(m, "pages_live", atomic_long_read(&upalloc_pages_live));
+	stat_line(m, "pages_peak", atomic_long_read(&upalloc_pages_peak));
+	stat_line(m, "pages_committed", READ_ONCE(upalloc_pages_committed));
+	stat_line(m, "pages_allocated", sum[UPALLOC_STAT_PAGES_ALLOCATED]);
+	stat_line(m, "pages_freed", sum[UPALLOC_STAT_PAGES_FREED]);
+	stat_line(m, "faults", sum[UPALLOC_STAT_FAULTS_READ] +
+		  sum[UPALLOC_STAT_FAULTS_WRITE]);
+	for (i = UPALLOC_STAT_FAULTS_READ; i < UPALLOC_STAT_LATENCY0; i++)
+		stat_line(m, upalloc_stat_names[i], sum[i]);
+	for (i = 0; i < UPALLOC_LATENCY_BUCKETS; i++)
+		seq_printf(m, "fault_latency_log2ns_%u %llu\n", i,
+			   sum[UPALLOC_STAT_LATENCY0 + i]);
+	return 0;
+}
+
+static bool proc_visible(struct seq_file *m, bool all, kuid_t uid)
+{
+	return all || uid_eq(uid, m->file->f_cred->uid);
+}
+
+static void processes_line(struct seq_file *m, struct upalloc_proc *proc,
+			   bool all)
+{
+	char comm[TASK_COMM_LEN] = "?";
+	struct task_struct *owner;
+	u64 sum[UPALLOC_NR_STATS];
+	kuid_t uid = INVALID_UID;
+	pid_t pid = proc->tgid;
+
+	rcu_read_lock();
+	owner = upalloc_mm_owner(proc->mm);
+	if (owner) {
+		pid = task_tgid_vnr(owner);
+		get_task_comm(comm, owner);
+		uid = task_uid(owner);
+	}
+	rcu_read_unlock();
+	if (!proc_visible(m, all, uid))
+		return;
+
+	counters_sum(proc->stats, sum);
+	seq_printf(m, "%d ", pid);
+	seq_escape(m, comm, " \t\n\\");
+	seq_printf(m, " %ld %ld %ld %ld %llu\n", proc->regions,
+		   atomic_long_read(&proc->pages_live),
+		   atomic_long_read(&proc->pages_peak),
+		   READ_ONCE(proc->committed),
+		   sum[UPALLOC_STAT_FAULTS_READ] + sum[UPALLOC_STAT_FAULTS_WRITE]);
+}
+
+static int upalloc_processes_show(struct seq_file *m, void *v)
+{
+	bool all = file_ns_capable(m->file, &init_user_ns, CAP_SYS_ADMIN);
+	struct upalloc_proc *proc;
+	unsigned int bkt;
+
+	seq_puts(m, "pid comm regions pages_live pages_peak pages_committed faults\n");
+	spin_lock(&upalloc_procs_lock);
+	hash_for_each(upalloc_procs, bkt, proc, node)
+		if (proc->regions)
+			processes_line(m, proc, all);
+	spin_unlock(&upalloc_procs_lock);
+	return 0;
+}
+
+int upalloc_stats_init(void)
+{
+	struct proc_dir_entry *dir;
+
+	dir = proc_mkdir("upalloc", NULL);
+	if (!dir)
+		return -ENOMEM;
+	if (!proc_create_single("stats", 0444, dir, upalloc_stats_show) ||
+	    !proc_create_single("processes", 0444, dir,
+				upalloc_processes_show)) {
+		remove_proc_subtree("upalloc", NULL);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Called after the last region is gone: every record is dead or idle. */
+void upalloc_stats_exit(void)
+{
+	struct upalloc_proc *proc;
+	struct hlist_node *tmp;
+	HLIST_HEAD(dead);
+	unsigned int bkt;
+
+	remove_proc_subtree("upalloc", NULL);
+	spin_lock(&upalloc_procs_lock);
+	hash_for_each_safe(upalloc_procs, bkt, tmp, proc, node) {
+		WARN_ON(proc->regions);
+		hash_del(&proc->node);
+		hlist_add_head(&proc->node, &dead);
+	}
+	spin_unlock(&upalloc_procs_lock);
+	procs_free_list(&dead);
+}
