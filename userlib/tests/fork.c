@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: fork. A child of a threaded program has a working allocator
+ * and a private copy of the heap; it can free what the parent allocated
+ * and start threads. Two deadlock patterns from glibc's fork handling
+ * (see shared/design/fork-safety.md) run bounded in time, a hang counting
+ * as failure: threads forking while other threads hold FILE locks inside
+ * getline() and the stdio list lock inside fflush(NULL); and a
+ * single-threaded process forking from a signal handler that interrupted
+ * malloc or free.
+ */
+#include <stdatomic.h>
+#include <sys/time.h>
+
+#include "upa_test.h"
+
+UPA_FIXTURE(fork)
+
+/* ---- background allocation while the main thread forks ---- */
+
+static atomic_int stop_churn;
+
+static void *churn(void *arg)
+{
+	unsigned int x = (unsigned int)(uintptr_t)arg + 7;
+	void *keep[64] = { NULL };
+
+	while (!atomic_load(&stop_churn)) {
+		int slot;
+
+		x = x * 1103515245 + 12345;
+		slot = (x >> 10) % 64;
+		free(keep[slot]);
+		keep[slot] = malloc((x >> 16) % ((x & 0x100) ? 5000 : 300));
+	}
+	for (x = 0; x < 64; x++)
+		free(keep[x]);
+	return NULL;
+}
+
+static int child_allocates(void)
+{
+	void *p[200];
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		p[i] = malloc(i % 10 == 0 ? (256 << 10) : (size_t)i * 24);
+		if (!p[i])
+			return 2;
+		memset(p[i], i, i % 10 == 0 ? (256 << 10) : (size_t)i * 24);
+	}
+	for (i = 0; i < 200; i += 2)
+		free(p[i]);
+	if (upa_heap_check())
+		return 3;
+	for (i = 1; i < 200; i += 2)
+		free(p[i]);
+	return upa_heap_check() ? 4 : 0;
+}
+
+TEST_F_TIMEOUT(fork, child_of_threaded_program_can_allocate, 120)
+{
+	pthread_t t[3];
+	int i, st;
+
+	atomic_store(&stop_churn, 0);
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, churn,
+					    (void *)(uintptr_t)i));
+	for (i = 0; i < 40; i++) {
+		pid_t pid;
+
+		fflush(NULL);
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			alarm(20);
+			_exit(child_allocates());
+		}
+		ASSERT_EQ(0, wait_bounded(pid, 30, &st))
+			TH_LOG("fork child %d hung", i);
+		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			TH_LOG("fork child %d failed: status 0x%x", i, st);
+	}
+	atomic_store(&stop_churn, 1);
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+}
+
+TEST_F(fork, child_heap_is_a_private_copy)
+{
+	char *small = malloc(100), *big = malloc(1 << 20);
+	int to_child[2], to_parent[2], st;
+	char c;
+	pid_t pid;
+
+	memset(small, 'A', 100);
+	memset(big, 'A', 1 << 20);
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(to_parent));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int bad = 0;
+		char *again;
+
+		alarm(20);
+		/* the child sees the parent's data as of the fork... */
+		bad |= small[0] != 'A' || small[99] != 'A' || big[12345] != 'A';
+		memset(small, 'B', 100);
+		memset(big, 'B', 1 << 20);
+		free(small);
+		again = malloc(100);
+		memset(again, 'C', 100);
+		if (write(to_parent[1], "x", 1) != 1 ||
+		    read(to_child[0], &c, 1) != 1)
+			_exit(9);
+		/* ...and none of the parent's later writes */
+		bad |= big[0] != 'B' || again[0] != 'C';
+		_exit(bad ? 1 : upa_heap_check() ? 2 : 0);
+	}
+	ASSERT_EQ(1, read(to_parent[0], &c, 1));
+	/* the child's writes and frees did not reach the parent */
+	EXPECT_EQ('A', small[0]);
+	EXPECT_EQ('A', small[99]);
+	EXPECT_EQ('A', big[0]);
+	EXPECT_EQ('A', big[(1 << 20) - 1]);
+	memset(big, 'Z', 1 << 20);
+	ASSERT_EQ(1, write(to_child[1], "y", 1));
+	ASSERT_EQ(0, wait_bounded(pid, 30, &st));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("child status 0x%x", st);
+	EXPECT_EQ(0, upa_heap_check());
+	free(small);
+	free(big);
+}
+
+static void *alloc_in_thread(void *arg)
+{
+	void **p = arg;
+	int i;
+
+	for (i = 0; i < 50; i++)
+		p[i] = malloc(100 + i * 50);
+	return NULL;
+}
+
+TEST_F(fork, child_frees_chunks_of_every_parent_arena)
+{
+	void *main_chunks[50], *thread_chunks[50], *mapped;
+	pthread_t t;
+	pid_t pid;
+	int i, st;
+
+	for (i = 0; i < 50; i++)
+		main_chunks[i] = malloc(100 + i * 50);
+	ASSERT_EQ(0, pthread_create(&t, NULL, alloc_in_thread, thread_chunks));
+	pthread_join(t, NULL);
+	mapped = malloc(2 << 20);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		alarm(20);
+		for (i = 0; i < 50; i++) {
+			free(main_chunks[i]);
+			free(thread_chunks[i]);
+		}
+		free(mapped);
+		if (upa_heap_check())
+			_exit(1);
+		_exit(child_allocates());
+	}
+	ASSERT_EQ(0, wait_bounded(pid, 30, &st));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("child status 0x%x", st);
+	for (i = 0; i < 50; i++) {
+		free(main_chunks[i]);
+		free(thread_chunks[i]);
+	}
+	free(mapped);
+}
+
+static void *thread_allocates(void *arg)
+{
+	(void)arg;
+	return child_allocates() ? (void *)1 : NULL;
+}
+
+static int child_starts_threads(void)
+{
+	pthread_t t[4];
+	void *ret;
+	int i, bad = 0;
+
+	for (i = 0; i < 4; i++)
+		if (pthread_create(&t[i], NULL, thread_allocates, NULL))
+			return 5;
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], &ret);
+		bad |= ret != NULL;
+	}
+	return bad ? 6 : upa_heap_check() ? 7 : 0;
+}
+
+TEST_F(fork, child_of_threaded_program_can_start_threads)
+{
+	pthread_t t;
+	pid_t pid;
+	int st;
+
+	atomic_store(&stop_churn, 0);
+	ASSERT_EQ(0, pthread_create(&t, NULL, churn, (void *)1));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		alarm(20);
+		_exit(child_starts_threads());
+	}
+	ASSERT_EQ(0, wait_bounded(pid, 30, &st));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("child status 0x%x", st);
+	atomic_store(&stop_churn, 1);
+	pthread_join(t, NULL);
+}
+
+/* ---- pattern 1: fork vs. getline vs. fflush(NULL) ---- */
+
+#define FORKERS 2
+#define FORKS_EACH 100
+
+static atomic_int stdio_stop;
+static atomic_int stdio_failures;
+
+static void *forker(void *arg)
+{
+	int i, st;
+
+	(void)arg;
+	for (i = 0; i < FORKS_EACH; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			atomic_fetch_add(&stdio_failures, 1);
+			break;
+		}
+		if (pid == 0) {
+			void *p;
+
+			alarm(10);	/* a deadlocked child must not linger */
+			p = malloc(300);
+			free(p);
+			p = malloc(5000);
+			free(p);
+			_exit(p ? 0 : 1);
+		}
+		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0)
+			atomic_fetch_add(&stdio_failures, 1);
+	}
+	return NULL;
+}
+
+static void *line_reader(void *arg)
+{
+	FILE *f = arg;
+
+	while (!atomic_load(&stdio_stop)) {
+		char *line = NULL;	/* getline mallocs under the FILE lock */
+		size_t cap = 0;
+
+		if (getline(&line, &cap, f) < 0)
+			rewind(f);
+		free(line);
+	}
+	return NULL;
+}
+
+static void *flusher(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stdio_stop))
+		fflush(NULL);	/* the list lock, then each FILE lock */
+	return NULL;
+}
+
+static int stdio_fork_workload(void *unused)
+{
+	pthread_t fk[FORKERS], rd[2], fl[2];
+	FILE *files[2];
+	int i, j;
+
+	(void)unused;
+	for (i = 0; i < 2; i++) {
+		files[i] = tmpfile();
+		if (!files[i])
+			return 10;
+		for (j = 0; j < 500; j++)
+			fprintf(files[i], "%0*d\n", 10 + (j * 37) % 300, j);
+		rewind(files[i]);
+		pthread_create(&rd[i], NULL, line_reader, files[i]);
+		pthread_create(&fl[i], NULL, flusher, NULL);
+	}
+	for (i = 0; i < FORKERS; i++)
+		pthread_create(&fk[i], NULL, forker, NULL);
+	for (i = 0; i < FORKERS; i++)
+		pthread_join(fk[i], NULL);
+	atomic_store(&stdio_stop, 1);
+	for (i = 0; i < 2; i++) {
+		pthread_join(rd[i], NULL);
+		pthread_join(fl[i], NULL);
+		fclose(files[i]);
+	}
+	if (atomic_load(&stdio_failures))
+		return 11;
+	return upa_heap_check() ? 12 : 0;
+}
+
+TEST_F_TIMEOUT(fork, fork_while_threads_hold_stdio_locks_does_not_deadlock,
+	       120)
+{
+	EXPECT_CHILD_OK(stdio_fork_workload, NULL, 90);
+}
+
+/* ---- pattern 2: fork from a signal handler that interrupted malloc ---- */
+
+#define HANDLER_FORKS 200
+
+static volatile sig_atomic_t handler_forks, handler_failures;
+
+static void fork_in_handler(int sig)
+{
+	int saved_errno = errno, st;
+	pid_t pid;
+
+	(void)sig;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		handler_failures++;
+	handler_forks++;
+	errno = saved_errno;
+}
+
+static int signal_fork_workload(void *unused)
+{
+	struct itimerval every_ms = { { 0, 1000 }, { 0, 1000 } };
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	struct sigaction sa = { .sa_handler = fork_in_handler };
+	void *keep[32] = { NULL };
+	unsigned int x = 99;
+	long rounds = 0;
+	int i;
+
+	(void)unused;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(SIGPROF, &sa, NULL))
+		return 20;
+	/* CPU-time ticks land wherever the process spends its time: in malloc */
+	if (setitimer(ITIMER_PROF, &every_ms, NULL))
+		return 21;
+	while (handler_forks < HANDLER_FORKS) {
+		int slot;
+
+		x = x * 1103515245 + 12345;
+		slot = (x >> 8) % 32;
+		free(keep[slot]);
+		keep[slot] = malloc((x >> 12) % 8 == 0 ? (200 << 10) :
+				    (x >> 16) % 4000);
+		rounds++;
+	}
+	setitimer(ITIMER_PROF, &off, NULL);
+	for (i = 0; i < 32; i++)
+		free(keep[i]);
+	if (handler_failures)
+		return 22;
+	return upa_heap_check() ? 23 : 0;
+}
+
+TEST_F_TIMEOUT(fork, fork_from_signal_handler_during_malloc_does_not_deadlock,
+	       120)
+{
+	EXPECT_CHILD_OK(signal_fork_workload, NULL, 90);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: the introspection API against a known workload: mallinfo2
+ * and mallinfo, malloc_trim (the break moves down, free pages inside free
+ * chunks are decommitted), the automatic trim above M_TRIM_THRESHOLD,
+ * malloc_info's XML and malloc_stats' report.
+ */
+#include "upa_test.h"
+
+UPA_FIXTURE(info)
+
+TEST_F(info, mallinfo2_counts_known_workload)
+{
+	struct mallinfo2 m0, m1, m2;
+	size_t sum = 0;
+	void *p[10];
+	int i;
+
+	tcache_disable();
+	m0 = mallinfo2();
+	EXPECT_EQ(m0.arena, m0.uordblks + m0.fordblks);
+	for (i = 0; i < 10; i++) {
+		p[i] = malloc(1000);
+		sum += chunk_size(p[i]);
+	}
+	m1 = mallinfo2();
+	EXPECT_EQ(10 * 1008, sum);
+	EXPECT_EQ(m0.uordblks + sum, m1.uordblks);
+	EXPECT_EQ(m1.arena, m1.uordblks + m1.fordblks);
+	EXPECT_EQ(m0.hblks, m1.hblks);
+	for (i = 0; i < 10; i++)
+		free(p[i]);
+	m2 = mallinfo2();
+	EXPECT_EQ(m0.uordblks, m2.uordblks);
+	EXPECT_EQ(m2.arena, m2.uordblks + m2.fordblks);
+	EXPECT_LE(m2.keepcost, m2.fordblks);
+}
+
+TEST_F(info, mallinfo2_counts_mmapped_chunks)
+{
+	struct mallinfo2 m0, m1, m2;
+	void *p = NULL;
+
+	m0 = mallinfo2();
+	p = malloc(3 << 20);
+	m1 = mallinfo2();
+	ASSERT_TRUE(chunk_is_mmapped(p));
+	EXPECT_EQ(m0.hblks + 1, m1.hblks);
+	EXPECT_EQ(m0.hblkhd + chunk_size(p), m1.hblkhd);
+	EXPECT_EQ(m0.arena, m1.arena);
+	free(p);
+	m2 = mallinfo2();
+	EXPECT_EQ(m0.hblks, m2.hblks);
+	EXPECT_EQ(m0.hblkhd, m2.hblkhd);
+}
+
+TEST_F(info, mallinfo2_counts_fastbin_chunks)
+{
+	struct mallinfo2 m0, m1;
+	void *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	b = malloc(40);
+	guard = malloc(40);
+	m0 = mallinfo2();
+	free(a);
+	free(b);
+	m1 = mallinfo2();
+	EXPECT_EQ(m0.smblks + 2, m1.smblks);
+	EXPECT_EQ(m0.fsmblks + 96, m1.fsmblks);
+	EXPECT_EQ(m0.uordblks - 96, m1.uordblks);
+	free(guard);
+}
+
+TEST_F(info, mallinfo_matches_mallinfo2)
+{
+	struct mallinfo2 m2;
+	struct mallinfo m;
+	void *p = malloc(12345), *q = malloc(1 << 20);
+
+	m2 = mallinfo2();
+	m = mallinfo();
+	EXPECT_EQ((int)m2.arena, m.arena);
+	EXPECT_EQ((int)m2.ordblks, m.ordblks);
+	EXPECT_EQ((int)m2.smblks, m.smblks);
+	EXPECT_EQ((int)m2.hblks, m.hblks);
+	EXPECT_EQ((int)m2.hblkhd, m.hblkhd);
+	EXPECT_EQ((int)m2.fsmblks, m.fsmblks);
+	EXPECT_EQ((int)m2.uordblks, m.uordblks);
+	EXPECT_EQ((int)m2.fordblks, m.fordblks);
+	EXPECT_EQ((int)m2.keepcost, m.keepcost);
+	free(p);
+	free(q);
+}
+
+TEST_F(info, mallinfo2_agrees_with_lib_stats)
+{
+	struct upa_lib_stats st;
+	struct mallinfo2 mi;
+	void *p = malloc(1 << 20), *q = malloc(5 << 20);
+
+	mi = mallinfo2();
+	STATS(st);
+	EXPECT_EQ(st.mmapped_chunks, mi.hblks);
+	EXPECT_EQ(st.bytes_mmapped_chunks, mi.hblkhd);
+	EXPECT_EQ(st.bytes_mapped, mi.arena + mi.hblkhd);
+	free(p);
+	free(q);
+}
+
+TEST_F(info, malloc_trim_moves_break_down)
+{
+	struct upa_lib_stats before, after;
+	struct mallinfo2 m0, m1;
+	void *p[128];
+	int i;
+
+	ASSERT_EQ(1, mallopt(M_TRIM_THRESHOLD, 256 << 20));
+	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 1 << 20));
+	for (i = 0; i < 128; i++) {
+		p[i] = malloc(64 << 10);
+		ASSERT_FALSE(chunk_is_mmapped(p[i]));
+		memset(p[i], 1, 64 << 10);
+	}
+	for (i = 127; i >= 0; i--)
+		free(p[i]);
+	STATS(before);
+	m0 = mallinfo2();
+	EXPECT_EQ(1, malloc_trim(0));
+	STATS(after);
+	m1 = mallinfo2();
+	EXPECT_EQ(before.heap_trims + 1, after.heap_trims);
+	EXPECT_LE(7 << 20, before.bytes_mapped - after.bytes_mapped);
+	EXPECT_LE(7 << 20, m0.arena - m1.arena);
+	EXPECT_GT(before.bytes_top, after.bytes_top);
+	/* nothing left to give back */
+	EXPECT_EQ(0, malloc_trim(0));
+}
+
+TEST_F(info, malloc_trim_keeps_pad_bytes)
+{
+	struct upa_lib_stats after;
+	void *p;
+
+	ASSERT_EQ(1, mallopt(M_TRIM_THRESHOLD, 256 << 20));
+	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 8 << 20));
+	p = malloc(4 << 20);
+	memset(p, 1, 4 << 20);
+	free(p);
+	malloc_trim(1 << 20);
+	STATS(after);
+	EXPECT_LE(1 << 20, after.bytes_top);
+	EXPECT_GT(3 << 20, after.bytes_top);
+}
+
+TEST_F(info, malloc_trim_decommits_pages_inside_free_chunks)
+{
+	struct upa_lib_stats before, after;
+	void *a, *guard, *again;
+
+	tcache_disable();
+	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 4 << 20));
+	a = malloc(1 << 20);
+	guard = malloc(100);	/* keeps a away from the top */
+	memset(a, 0x11, 1 << 20);
+	free(a);
+	STATS(before);
+	EXPECT_EQ(1, malloc_trim(0));
+	STATS(after);
+	EXPECT_LT(before.decommits, after.decommits);
+	/* all but the pages holding the chunk's header and list links */
+	EXPECT_LE((1 << 20) - 3 * 4096,
+		  after.bytes_decommitted - before.bytes_decommitted);
+	EXPECT_EQ(before.bytes_mapped, after.bytes_mapped);
+	/* the decommitted chunk is still a valid free chunk */
+	again = malloc(1 << 20);
+	EXPECT_EQ(a, again);
+	memset(again, 0x22, 1 << 20);
+	free(again);
+	free(guard);
+}
+
+TEST_F(info, free_trims_top_above_trim_threshold)
+{
+	struct upa_lib_stats before, after;
+	void *p;
+
+	ASSERT_EQ(1, mallopt(M_TRIM_THRESHOLD, 256 << 10));
+	ASSERT_EQ(1, mallopt(M_TOP_PAD, 0));
+	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 8 << 20));
+	p = malloc(4 << 20);
+	memset(p, 1, 4 << 20);
+	STATS(before);
+	free(p);
+	STATS(after);
+	EXPECT_EQ(before.heap_trims + 1, after.heap_trims);
+	EXPECT_LE(3 << 20, before.bytes_mapped - after.bytes_mapped);
+	EXPECT_GE(256 << 10, after.bytes_top);
+}
+
+TEST_F(info, free_does_not_trim_below_trim_threshold)
+{
+	struct upa_lib_stats before, after;
+	void *p;
+
+	ASSERT_EQ(1, mallopt(M_TRIM_THRESHOLD, 64 << 20));
+	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 8 << 20));
+	p = malloc(4 << 20);
+	STATS(before);
+	free(p);
+	STATS(after);
+	EXPECT_EQ(before.heap_trims, after.heap_trims);
+	EXPECT_EQ(before.bytes_mapped, after.bytes_mapped);
+}
+
+/*
+ * A small XML checker: every tag is closed in order, attributes are
+ * quoted, and the document is one <malloc> element.
+ */
+static const char *xml_check(const char *s, int *heaps)
+{
+	char stack[32][32];
+	int depth = 0, root_seen = 0;
+
+	*heaps = 0;
+	while (*s) {
+		const char *lt = strchr(s, '<'), *gt;
+		char name[32];
+		size_t nlen;
+		bool closing, empty;
+
+		if (!lt) {
+			while (*s == ' ' || *s == '\n' || *s == '\t')
+				s++;
+			return *s ? "text after the root element" : NULL;
+		}
+		if (depth == 0 && root_seen)
+			return "more than one root element";
+		gt = strchr(lt, '>');
+		if (!gt)
+			return "unterminated tag";
+		if (lt[1] == '?') {	/* an optional <?xml ...?> prolog */
+			s = gt + 1;
+			continue;
+		}
+		closing = lt[1] == '/';
+		empty = gt[-1] == '/';
+		nlen = strcspn(lt + 1 + closing, " />");
+		if (nlen == 0 || nlen >= sizeof(name))
+			return "bad tag name";
+		memcpy(name, lt + 1 + closing, nlen);
+		name[nlen] = '\0';
+		{	/* attributes: name="value" pairs */
+			const char *a = lt + 1 + closing + nlen;
+
+			while (a < gt) {
+				const char *eq, *q2;
+
+				while (a < gt && (*a == ' ' || *a == '/'))
+					a++;
+				if (a >= gt)
+					break;
+				eq = memchr(a, '=', gt - a);
+				if (!eq || eq[1] != '"')
+					return "attribute without quoted value";
+				q2 = memchr(eq + 2, '"', gt - (eq + 2));
+				if (!q2)
+					return "unterminated attribute value";
+				a = q2 + 1;
+			}
+		}
+		if (closing) {
+			if (depth == 0 || strcmp(stack[depth - 1], name))
+				return "mismatched closing tag";
+			depth--;
+		} else {
+			if (depth == 0) {
+				if (strcmp(name, "malloc"))
+					return "root element is not <malloc>";
+				root_seen = 1;
+			}
+			if (!strcmp(name, "heap"))
+				(*heaps)++;
+			if (!empty) {
+				if (depth == 32)
+					return "nesting too deep";
+				strcpy(stack[depth++], name);
+			}
+		}
+		s = gt + 1;
+	}
+	if (depth)
+		return "unclosed element";
+	return root_seen ? NULL : "no <malloc> element";
+}
+
+TEST_F(info, xml_checker_rejects_broken_documents)
+{
+	int heaps;
+
+	EXPECT_EQ(NULL, xml_check("<malloc version=\"1\"><heap nr=\"0\"/></malloc>\n",
+				  &heaps));
+	EXPECT_EQ(1, heaps);
+	EXPECT_NE(NULL, xml_check("<malloc><heap></malloc>", &heaps));
+	EXPECT_NE(NULL, xml_check("<malloc><a x=1/></malloc>", &heaps));
+	EXPECT_NE(NULL, xml_check("<heap/>", &heaps));
+	EXPECT_NE(NULL, xml_check("<malloc></malloc><malloc></malloc>", &heaps));
+}
+
+TEST_F(info, malloc_info_writes_well_formed_xml)
+{
+	static char buf[1 << 16];
+	const char *err;
+	void *p = malloc(100), *q = malloc(1 << 20);
+	FILE *f = tmpfile();
+	int heaps;
+	size_t n;
+
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(0, malloc_info(0, f));
+	fflush(f);
+	rewind(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	ASSERT_LT(0, n);
+	err = xml_check(buf, &heaps);
+	EXPECT_EQ(NULL, err) TH_LOG("%s in:\n%s", err, buf);
+	EXPECT_LE(1, heaps) TH_LOG("no <heap> element in:\n%s", buf);
+	EXPECT_EQ(0, strncmp(buf, "<malloc version=\"", 17)) TH_LOG("%s", buf);
+	free(p);
+	free(q);
+}
+
+TEST_F(info, malloc_info_rejects_options)
+{
+	FILE *f = tmpfile();
+
+	errno = 0;
+	EXPECT_EQ(-1, malloc_info(1, f));
+	EXPECT_EQ(EINVAL, errno);
+	fclose(f);
+}
+
+/* Run malloc_stats() with stderr redirected; the report is in buf. */
+static void capture_malloc_stats(char *buf, size_t cap)
+{
+	int fd = memfd_create("stats", 0), saved = dup(2);
+
+	fflush(stderr);
+	dup2(fd, 2);
+	malloc_stats();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	read_all_fd(fd, buf, cap);
+	close(fd);
+}
+
+/* The number after the first occurrence of label in text, or -1. */
+static long long number_after(const char *text, const char *label)
+{
+	const char *s = strstr(text, label);
+
+	if (!s)
+		return -1;
+	s += strlen(label);
+	while (*s && (*s < '0' || *s > '9'))
+		s++;
+	return *s ? strtoll(s, NULL, 10) : -1;
+}
+
+TEST_F(info, malloc_stats_reports_arena_totals)
+{
+	static char buf[1 << 16];
+	struct mallinfo2 mi;
+	void *p = malloc(3000), *q = malloc(2 << 20);
+
+	mi = mallinfo2();
+	capture_malloc_stats(buf, sizeof(buf));
+	EXPECT_NE(NULL, strstr(buf, "Arena 0:")) TH_LOG("%s", buf);
+	/* arena 0 is the main arena: its numbers are mallinfo2's */
+	EXPECT_EQ((long long)mi.arena, number_after(buf, "system bytes"))
+		TH_LOG("%s", buf);
+	EXPECT_EQ((long long)mi.uordblks, number_after(buf, "in use bytes"))
+		TH_LOG("%s", buf);
+	EXPECT_NE(NULL, strstr(buf, "Total (incl. mmap):")) TH_LOG("%s", buf);
+	free(p);
+	free(q);
+}
+
+TEST_HARNESS_MAIN

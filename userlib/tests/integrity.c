@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: death tests, one per integrity check. Each corrupts exactly
+ * the header word or free-list link that its check guards, in a child
+ * process, and expects the child to print "upalloc: <check's message>" on
+ * stderr and die of SIGABRT. The corruptions are the ones real bugs cause:
+ * double frees, frees of pointers malloc never returned, writes past the
+ * end of a chunk, use-after-free writes into free-list links.
+ *
+ * Free-list links: fd/bk (and fd_nextsize/bk_nextsize) point to chunk
+ * headers; the singly linked thread-cache and fast-bin links are stored
+ * mangled: (address of the link >> 12) ^ pointer.
+ */
+#include "upa_test.h"
+
+UPA_FIXTURE(integrity)
+
+/* A zeroed fake chunk: any list walk that reaches it finds broken links. */
+static _Alignas(16) size_t fake_chunk[8];
+
+static uintptr_t mangle(void *link_addr, uintptr_t ptr)
+{
+	return ((uintptr_t)link_addr >> 12) ^ ptr;
+}
+
+static void *header(void *p)
+{
+	return (char *)p - 16;
+}
+
+#define LINK(p, n) (((uintptr_t *)(p))[n])	/* fd 0, bk 1, fd_nextsize 2 */
+#define HUGE_SIZE (((size_t)1 << 40) | CHUNK_PREV_INUSE)
+
+/* ---- free() ---- */
+
+static void free_misaligned_pointer(void)
+{
+	char *p = malloc(64);
+
+	memset(p, 0, 64);
+	free(p + 8);
+}
+
+TEST_F(integrity, free_misaligned_pointer_aborts)
+{
+	expect_death(_metadata, free_misaligned_pointer,
+		     "free(): invalid pointer");
+}
+
+static void free_chunk_with_bad_size(void)
+{
+	char *p = malloc(256);
+
+	memset(p, 0, 256);
+	/* a fake chunk at p + 32 whose size is not a multiple of 16 */
+	*(size_t *)(p + 40) = 24;
+	free(p + 48);
+}
+
+TEST_F(integrity, free_of_chunk_with_invalid_size_aborts)
+{
+	expect_death(_metadata, free_chunk_with_bad_size,
+		     "free(): invalid size");
+}
+
+static void double_free_tcache(void)
+{
+	void *p = malloc(40);
+
+	free(p);
+	free(p);
+}
+
+TEST_F(integrity, double_free_in_tcache_aborts)
+{
+	expect_death(_metadata, double_free_tcache,
+		     "free(): double free detected in tcache");
+}
+
+static void double_free_fastbin(void)
+{
+	void *p, *guard;
+
+	tcache_disable();
+	p = malloc(40);
+	guard = malloc(40);
+	free(p);
+	free(p);
+	free(guard);
+}
+
+TEST_F(integrity, double_free_at_fastbin_top_aborts)
+{
+	expect_death(_metadata, double_free_fastbin,
+		     "double free or corruption (fasttop)");
+}
+
+static void fast_free_with_bad_next_size(void)
+{
+	char *p;
+
+	tcache_disable();
+	p = malloc(40);		/* 48-byte chunk */
+	*chunk_size_word(p + 48) = CHUNK_PREV_INUSE;	/* next size 0 */
+	free(p);
+}
+
+TEST_F(integrity, fast_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, fast_free_with_bad_next_size,
+		     "free(): invalid next size (fast)");
+}
+
+static void free_top_chunk(void)
+{
+	char *p;
+
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TOP_PAD, 1 << 20);
+	p = malloc(200 << 10);	/* grows the heap: the top behind p is big */
+	free(chunk_next(p));	/* the top chunk's user pointer */
+}
+
+TEST_F(integrity, free_of_top_chunk_aborts)
+{
+	expect_death(_metadata, free_top_chunk,
+		     "double free or corruption (top)");
+}
+
+static void double_free_normal(void)
+{
+	void *p, *guard;
+
+	tcache_disable();
+	p = malloc(2000);
+	guard = malloc(100);
+	free(p);
+	free(p);
+	free(guard);
+}
+
+TEST_F(integrity, double_free_of_normal_chunk_aborts)
+{
+	expect_death(_metadata, double_free_normal,
+		     "double free or corruption (!prev)");
+}
+
+static void free_chunk_reaching_past_heap(void)
+{
+	void *p, *guard;
+
+	tcache_disable();
+	p = malloc(2000);
+	guard = malloc(100);
+	*chunk_size_word(p) = HUGE_SIZE;
+	free(p);
+	free(guard);
+}
+
+TEST_F(integrity, free_of_chunk_reaching_past_heap_aborts)
+{
+	expect_death(_metadata, free_chunk_reaching_past_heap,
+		     "double free or corruption (out)");
+}
+
+static void normal_free_with_bad_next_size(void)
+{
+	void *p, *guard;
+
+	tcache_disable();
+	p = malloc(2000);
+	guard = malloc(100);
+	*chunk_size_word(guard) = CHUNK_PREV_INUSE;	/* size 0, p in use */
+	free(p);
+}
+
+TEST_F(integrity, normal_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, normal_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+static void coalesce_with_mismatched_prev_size(void)
+{
+	void *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(2000);
+	b = malloc(2000);
+	guard = malloc(100);
+	free(b);
+	/* b's size says 2016, the boundary tag after it now says 2000 */
+	*chunk_prev_size_word(guard) = 2000;
+	free(a);	/* merging with b unlinks b */
+	free(guard);
+}
+
+TEST_F(integrity, unlink_with_size_not_matching_prev_size_aborts)
+{
+	expect_death(_metadata, coalesce_with_mismatched_prev_size,
+		     "corrupted size vs. prev_size");
+}
+
+static void coalesce_with_broken_list(void)
+{
+	void *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(2000);
+	b = malloc(2000);
+	guard = malloc(100);
+	free(b);
+	LINK(b, 0) = (uintptr_t)fake_chunk;	/* fd->bk != b */
+	free(a);
+	free(guard);
+}
+
+TEST_F(integrity, unlink_with_corrupted_links_aborts)
+{
+	expect_death(_metadata, coalesce_with_broken_list,
+		     "corrupted double-linked list");
+}
+
+static void coalesce_with_broken_size_list(void)
+{
+	void *a, *b, *guard, *big;
+
+	tcache_disable();
+	a = malloc(2000);
+	b = malloc(2000);
+	guard = malloc(100);
+	free(b);
+	big = malloc(5000);	/* b moves to its large bin */
+	LINK(b, 2) = (uintptr_t)fake_chunk;	/* fd_nextsize->bk_nextsize != b */
+	free(a);
+	free(big);
+	free(guard);
+}
+
+TEST_F(integrity, unlink_with_corrupted_size_links_aborts)
+{
+	expect_death(_metadata, coalesce_with_broken_size_list,
+		     "corrupted double-linked list (not small)");
+}
+
+/* ---- malloc() ---- */
+
+static void corrupt_top_size(void)
+{
+	char *p;
+
+	tcache_disable();
+	mallopt(M_TOP_PAD, 1 << 20);
+	p = malloc(300);
+	*chunk_size_word(chunk_next(p)) = HUGE_SIZE;
+	malloc(50000);
+}
+
+TEST_F(integrity, malloc_from_corrupted_top_aborts)
+{
+	expect_death(_metadata, corrupt_top_size, "malloc(): corrupted top size");
+}
+
+static void misalign_tcache_link(void)
+{
+	char *a = malloc(40), *b = malloc(40);
+
+	free(a);
+	free(b);	/* the list is b -> a */
+	LINK(b, 0) = mangle(b, (uintptr_t)a + 8);
+	malloc(40);
+	malloc(40);
+}
+
+TEST_F(integrity, misaligned_tcache_link_aborts)
+{
+	expect_death(_metadata, misalign_tcache_link,
+		     "malloc(): unaligned tcache chunk detected");
+}
+
+static void misalign_fastbin_link(void)
+{
+	char *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	b = malloc(40);
+	guard = malloc(40);
+	free(a);
+	free(b);	/* the list is b -> a */
+	LINK(b, 0) = mangle(b, (uintptr_t)header(a) + 8);
+	malloc(40);
+	malloc(40);
+	free(guard);
+}
+
+TEST_F(integrity, misaligned_fastbin_link_aborts)
+{
+	expect_death(_metadata, misalign_fastbin_link,
+		     "malloc(): unaligned fastbin chunk detected");
+}
+
+static void resize_fastbin_chunk(void)
+{
+	char *a, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	guard = malloc(40);
+	free(a);
+	*chunk_size_word(a) = 64 | CHUNK_PREV_INUSE;	/* was 48 */
+	malloc(40);
+	free(guard);
+}
+
+TEST_F(integrity, fastbin_chunk_of_wrong_size_aborts)
+{
+	expect_death(_metadata, resize_fastbin_chunk,
+		     "malloc(): memory corruption (fast)");
+}
+
+static void misalign_link_then_consolidate(void)
+{
+	char *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	b = malloc(40);
+	guard = malloc(40);
+	free(a);
+	free(b);
+	LINK(b, 0) = mangle(b, (uintptr_t)header(a) + 8);
+	malloc(5000);	/* consolidation walks the fast bins */
+	free(guard);
+}
+
+TEST_F(integrity, consolidating_misaligned_fastbin_link_aborts)
+{
+	expect_death(_metadata, misalign_link_then_consolidate,
+		     "malloc_consolidate(): unaligned fastbin chunk detected");
+}
+
+static void corrupt_smallbin_link(void)
+{
+	void *a, *guard, *big;
+
+	tcache_disable();
+	a = malloc(200);
+	guard = malloc(100);
+	free(a);
+	big = malloc(3000);	/* a moves to its small bin */
+	LINK(a, 1) = (uintptr_t)fake_chunk;	/* bk->fd != a */
+	malloc(200);
+	free(big);
+	free(guard);
+}
+
+TEST_F(integrity, smallbin_with_corrupted_link_aborts)
+{
+	expect_death(_metadata, corrupt_smallbin_link,
+		     "malloc(): smallbin double linked list corrupted");
+}
+
+static void corrupt_unsorted_link(void)
+{
+	void *a, *guard;
+
+	tcache_disable();
+	a = malloc(2000);
+	guard = malloc(100);
+	free(a);
+	LINK(a, 1) = (uintptr_t)fake_chunk;	/* bk->fd != a */
+	malloc(3000);
+	free(guard);
+}
+
+TEST_F(integrity, unsorted_bin_with_corrupted_link_aborts)
+{
+	expect_death(_metadata, corrupt_unsorted_link,
+		     "malloc(): unsorted double linked list corrupted");
+}
+
+static void corrupt_unsorted_size(void)
+{
+	void *a, *guard;
+
+	tcache_disable();
+	a = malloc(2000);
+	guard = malloc(100);
+	free(a);
+	*chunk_size_word(a) = HUGE_SIZE;
+	malloc(3000);
+	free(guard);
+}
+
+TEST_F(integrity, unsorted_chunk_with_invalid_size_aborts)
+{
+	expect_death(_metadata, corrupt_unsorted_size,
+		     "malloc(): invalid size (unsorted)");
+}
+
+/* ---- realloc() ---- */
+
+static void realloc_misaligned_pointer(void)
+{
+	char *p = malloc(64);
+
+	memset(p, 0, 64);
+	free(realloc(p + 8, 100));
+}
+
+TEST_F(integrity, realloc_of_misaligned_pointer_aborts)
+{
+	expect_death(_metadata, realloc_misaligned_pointer,
+		     "realloc(): invalid pointer");
+}
+
+static void realloc_corrupted_size(void)
+{
+	char *p = malloc(100);
+
+	*chunk_size_word(p) = HUGE_SIZE;
+	free(realloc(p, 200));
+}
+
+TEST_F(integrity, realloc_of_chunk_with_invalid_size_aborts)
+{
+	expect_death(_metadata, realloc_corrupted_size,
+		     "realloc(): invalid old size");
+}
+
+/* ---- mmapped chunks ---- */
+
+static void free_mmapped_with_bad_size(void)
+{
+	char *p = malloc(1 << 20);
+
+	*chunk_size_word(p) += 16;	/* no longer whole pages */
+	free(p);
+}
+
+TEST_F(integrity, free_of_mmapped_chunk_with_bad_size_aborts)
+{
+	expect_death(_metadata, free_mmapped_with_bad_size,
+		     "munmap_chunk(): invalid pointer");
+}
+
+/* ---- the checks do not fire on valid use ---- */
+
+TEST_F(integrity, valid_use_passes_every_check)
+{
+	void *p[256];
+	int round, i;
+
+	tcache_disable();
+	for (round = 0; round < 4; round++) {
+		for (i = 0; i < 256; i++)
+			p[i] = malloc((size_t)(i * 97 + round * 13) % 5000);
+		for (i = 0; i < 256; i += 3)
+			p[i] = realloc(p[i], (size_t)i * 11);
+		for (i = 0; i < 256; i++)
+			free(p[(i * 7) % 256]);
+		ASSERT_EQ(0, upa_heap_check());
+	}
+}
+
+TEST_F(integrity, heap_check_reports_corruption)
+{
+	int status = 0, fd;
+	char err[4096];
+	pid_t pid;
+
+	fd = memfd_create("check-stderr", 0);
+	ASSERT_LE(0, fd);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		void *a, *b, *guard;
+
+		dup2(fd, 2);
+		tcache_disable();
+		a = malloc(2000);
+		b = malloc(2000);
+		guard = malloc(100);
+		free(b);
+		*chunk_prev_size_word(guard) = 1000;	/* a broken boundary tag */
+		(void)a;
+		_exit(upa_heap_check() == -1 ? 0 : 1);
+	}
+	ASSERT_EQ(0, wait_bounded(pid, 20, &status));
+	read_all_fd(fd, err, sizeof(err));
+	close(fd);
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("upa_heap_check() did not report the corruption: 0x%x",
+		       status);
+	EXPECT_LT(0, strlen(err)) TH_LOG("no description on stderr");
+}
+
+TEST_HARNESS_MAIN

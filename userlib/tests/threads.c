@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: threads. Threads alive at the same time get arenas of
+ * their own (NON_MAIN_ARENA chunks); chunks freed by another thread than
+ * the one that allocated them go back correctly (producer/consumer through
+ * a pipe, bulk frees of another arena's chunks, which that arena reuses);
+ * threads that exit with chunks still allocated; a mixed stress run. Every
+ * test ends with the full heap check.
+ */
+#include <stdatomic.h>
+
+#include "upa_test.h"
+
+UPA_FIXTURE(threads)
+
+static void fill(void *p, size_t n, unsigned int seed)
+{
+	memset(p, (int)(seed * 31 + n) & 0xff, n);
+}
+
+static bool filled(const void *p, size_t n, unsigned int seed)
+{
+	const unsigned char *c = p;
+	unsigned char v = (seed * 31 + n) & 0xff;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (c[i] != v)
+			return false;
+	return true;
+}
+
+/* ---- producer / consumer ---- */
+
+#define ITEMS 20000
+
+struct item {
+	void *p;
+	size_t n;
+	unsigned int seed;
+};
+
+static void *producer(void *arg)
+{
+	int fd = *(int *)arg;
+	unsigned int i;
+
+	for (i = 0; i < ITEMS; i++) {
+		struct item it = { .n = (i * 37) % 3000 + 1, .seed = i };
+
+		if (i % 1000 == 999)
+			it.n = 200 << 10;	/* some mmapped chunks too */
+		it.p = malloc(it.n);
+		if (!it.p)
+			return (void *)1;
+		fill(it.p, it.n, it.seed);
+		if (write(fd, &it, sizeof(it)) != sizeof(it))
+			return (void *)1;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	int fd = *(int *)arg;
+	uintptr_t bad = 0;
+	struct item it;
+
+	while (read(fd, &it, sizeof(it)) == sizeof(it)) {
+		if (!filled(it.p, it.n, it.seed))
+			bad++;
+		free(it.p);
+	}
+	return (void *)bad;
+}
+
+TEST_F(threads, consumer_thread_frees_producer_chunks)
+{
+	struct upa_lib_stats before, after;
+	pthread_t prod, cons;
+	void *prod_ret, *cons_ret;
+	int fds[2];
+
+	ASSERT_EQ(0, pipe(fds));
+	STATS(before);
+	ASSERT_EQ(0, pthread_create(&cons, NULL, consumer, &fds[0]));
+	ASSERT_EQ(0, pthread_create(&prod, NULL, producer, &fds[1]));
+	pthread_join(prod, &prod_ret);
+	pthread_join(cons, &cons_ret);
+	close(fds[0]);
+	STATS(after);
+	EXPECT_EQ(NULL, prod_ret);
+	EXPECT_EQ(NULL, cons_ret) TH_LOG("%lu chunks arrived corrupted",
+					 (unsigned long)(uintptr_t)cons_ret);
+	EXPECT_LE(before.free_calls + ITEMS, after.free_calls);
+	EXPECT_EQ(before.mmapped_chunks, after.mmapped_chunks);
+}
+
+/* ---- arenas ---- */
+
+struct alive_arg {
+	pthread_barrier_t *barrier;
+	void *p[100];
+};
+
+static void *alloc_while_all_alive(void *argp)
+{
+	struct alive_arg *arg = argp;
+	int i;
+
+	pthread_barrier_wait(arg->barrier);	/* everyone has started */
+	for (i = 0; i < 100; i++)
+		arg->p[i] = malloc(64 + i * 8);
+	pthread_barrier_wait(arg->barrier);	/* everyone has allocated */
+	return NULL;
+}
+
+TEST_F(threads, concurrent_threads_get_arenas_of_their_own)
+{
+	static struct alive_arg args[8];
+	struct upa_lib_stats st;
+	pthread_barrier_t barrier;
+	pthread_t t[8];
+	int i, j, non_main = 0;
+
+	pthread_barrier_init(&barrier, NULL, 8);
+	for (i = 0; i < 8; i++) {
+		args[i].barrier = &barrier;
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_while_all_alive,
+					    &args[i]));
+	}
+	for (i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	STATS(st);
+	EXPECT_LT(1, st.arenas);
+	for (i = 0; i < 8; i++) {
+		if (chunk_is_non_main(args[i].p[0]))
+			non_main++;
+		/* one thread, one arena: all its chunks agree */
+		for (j = 1; j < 100; j++)
+			EXPECT_EQ(chunk_is_non_main(args[i].p[0]),
+				  chunk_is_non_main(args[i].p[j]));
+	}
+	EXPECT_LE(1, non_main);
+	ASSERT_EQ(0, upa_heap_check());
+	/* the main thread frees every arena's chunks */
+	for (i = 0; i < 8; i++)
+		for (j = 0; j < 100; j++)
+			free(args[i].p[j]);
+}
+
+struct reuse_arg {
+	int to_main[2], to_thread[2];
+	void *first[200], *second[200];
+};
+
+static void *alloc_twice(void *argp)
+{
+	struct reuse_arg *arg = argp;
+	char c;
+	int i;
+
+	for (i = 0; i < 200; i++)
+		arg->first[i] = malloc(2000);
+	if (write(arg->to_main[1], "a", 1) != 1)
+		return (void *)1;
+	if (read(arg->to_thread[0], &c, 1) != 1)	/* main freed them */
+		return (void *)1;
+	for (i = 0; i < 200; i++)
+		arg->second[i] = malloc(2000);
+	return NULL;
+}
+
+TEST_F(threads, chunks_freed_by_other_thread_return_to_their_arena)
+{
+	static struct reuse_arg arg;
+	struct upa_lib_stats before, after;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	pthread_t t;
+	char c;
+	int i;
+
+	/* keep the freed memory mapped so that its reuse can be seen */
+	ASSERT_EQ(1, mallopt(M_TRIM_THRESHOLD, 256 << 20));
+	ASSERT_EQ(0, pipe(arg.to_main));
+	ASSERT_EQ(0, pipe(arg.to_thread));
+	ASSERT_EQ(0, pthread_create(&t, NULL, alloc_twice, &arg));
+	ASSERT_EQ(1, read(arg.to_main[0], &c, 1));
+	ASSERT_TRUE(chunk_is_non_main(arg.first[0]))
+		TH_LOG("a second thread should get an arena of its own");
+	for (i = 0; i < 200; i++) {
+		uintptr_t a = (uintptr_t)arg.first[i];
+
+		lo = a < lo ? a : lo;
+		hi = a > hi ? a : hi;
+		/* 2000 bytes is above the thread cache: back to the arena */
+		free(arg.first[i]);
+	}
+	ASSERT_EQ(0, upa_heap_check());
+	STATS(before);
+	ASSERT_EQ(1, write(arg.to_thread[1], "b", 1));
+	pthread_join(t, NULL);
+	STATS(after);
+	/* the thread's second round reuses the memory the main thread freed */
+	for (i = 0; i < 200; i++) {
+		uintptr_t a = (uintptr_t)arg.second[i];
+
+		EXPECT_TRUE(a >= lo && a <= hi) TH_LOG("chunk %d at %lx", i,
+						       (unsigned long)a);
+		EXPECT_TRUE(chunk_is_non_main(arg.second[i]));
+	}
+	EXPECT_EQ(before.bytes_mapped, after.bytes_mapped);
+	for (i = 0; i < 200; i++)
+		free(arg.second[i]);
+}
+
+static void *alloc_and_exit(void *arg)
+{
+	void **keep = arg;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		void *p = malloc(16 + i * 40);
+
+		if (i % 2)
+			free(p);
+		else
+			keep[i / 2] = p;
+	}
+	return NULL;
+}
+
+TEST_F(threads, chunks_of_exited_threads_stay_valid)
+{
+	static void *keep[32][25];
+	pthread_t t;
+	int i, j;
+
+	for (i = 0; i < 32; i++) {
+		ASSERT_EQ(0, pthread_create(&t, NULL, alloc_and_exit, keep[i]));
+		pthread_join(t, NULL);
+	}
+	ASSERT_EQ(0, upa_heap_check());
+	for (i = 0; i < 32; i++)
+		for (j = 0; j < 25; j++)
+			free(keep[i][j]);
+}
+
+/* ---- stress: every thread allocates, frees and frees others' chunks ---- */
+
+#define SLOTS 512
+static void *_Atomic slots[SLOTS];
+
+static void *stress(void *arg)
+{
+	unsigned int x = (unsigned int)(uintptr_t)arg * 2654435761u + 1;
+	int i;
+
+	for (i = 0; i < 40000; i++) {
+		size_t n;
+		void *p;
+
+		x = x * 1103515245 + 12345;
+		n = (x >> 16) % 100 == 0 ? (x >> 8) % (300 << 10) :
+					    (x >> 8) % 1200;
+		p = malloc(n);
+		if (!p)
+			return (void *)1;
+		memset(p, 0x33, n < 64 ? n : 64);
+		/* swap into a shared slot: the old occupant came from anyone */
+		p = atomic_exchange(&slots[(x >> 4) % SLOTS], p);
+		free(p);
+	}
+	return NULL;
+}
+
+TEST_F(threads, mixed_cross_thread_traffic_keeps_heap_consistent)
+{
+	pthread_t t[4];
+	void *ret;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, stress,
+					    (void *)(uintptr_t)i));
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], &ret);
+		EXPECT_EQ(NULL, ret);
+	}
+	ASSERT_EQ(0, upa_heap_check());
+	for (i = 0; i < SLOTS; i++)
+		free(slots[i]);
+}
+
+TEST_F(threads, heap_check_is_safe_while_threads_allocate)
+{
+	pthread_t t[2];
+	int i;
+
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, stress,
+					    (void *)(uintptr_t)(i + 10)));
+	for (i = 0; i < 50; i++)
+		ASSERT_EQ(0, upa_heap_check());
+	for (i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < SLOTS; i++)
+		free(slots[i]);
+}
+
+TEST_HARNESS_MAIN
