@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+/*
+ * arena.c: arenas, the thread -> arena choice, and fork.
+ *
+ * The main arena is static; further arenas (up to M_ARENA_MAX, by default
+ * 8 x CPUs as glibc) live at the start of their first heap. A thread keeps
+ * the arena it was given (tc->arena). Its first slow path picks an arena
+ * no thread is attached to, else creates one while under the limit, else
+ * shares one round-robin. When the thread's arena is contended (its
+ * trylock fails) the thread moves to a new arena if the limit allows, or
+ * to any arena whose trylock succeeds, before it blocks on its own.
+ *
+ * fork (see /work/shared/design/fork-safety.md): glibc's fork runs our
+ * prepare handler *before* it takes the stdio list lock, so holding arena
+ * locks across fork deadlocks against threads in getline()/fflush(NULL)
+ * (tst-malloc-fork-deadlock); and a prepare handler that locks deadlocks a
+ * single-threaded fork from a signal handler that interrupted malloc
+ * (tst-mallocfork2). So we take no lock at fork at all. Instead the child
+ * handler, running alone in the child, looks at each arena's lock word:
+ * the child's memory is a snapshot in which every thread is stopped
+ * between two of its own stores, so a free lock means the arena is
+ * consistent (unlock is a release store after all updates), and a held
+ * lock means a thread (that does not exist in the child) was inside: that
+ * arena is quarantined, never read or written again by the child, its
+ * memory leaked (freeing its chunks is a no-op). Locks are re-initialised,
+ * the thread list is reset to the forking thread, which moves to a usable
+ * arena if its own was quarantined. Chunks in other threads' caches are
+ * lost to the child: a little memory, never corruption or a deadlock. The
+ * child's heap contents are its own copy (the device copies heap regions
+ * at fork like private memory; anonymous memory is private anyway).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tcache.h"
+
+struct upa_arena upa_main_arena;
+struct upa_arena *upa_arena_list = &upa_main_arena;
+unsigned int upa_narenas = 1;
+static struct upa_arena *reuse_cursor;
+static unsigned int arena_limit_cached;
+
+void upa_arena_init(struct upa_arena *a, unsigned int index)
+{
+	upa_lock_reinit(&a->lock);
+	a->quarantined = false;
+	a->index = index;
+	a->attached = 0;
+	a->top = NULL;
+	a->last_remainder = NULL;
+	a->zero_from = NULL;
+	a->heap = NULL;
+	a->system_mem = 0;
+	a->max_system_mem = 0;
+	a->next = NULL;
+	memset(&a->st, 0, sizeof(a->st));
+	upa_bins_init(a);
+}
+
+static unsigned int cpu_count(void)
+{
+	cpu_set_t set;
+	int n;
+
+	/* The raw affinity mask: no allocation, no /proc parsing. */
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	n = CPU_COUNT(&set);
+	return n > 0 ? (unsigned int)n : 1;
+}
+
+static unsigned int arena_limit(void)
+{
+	if (upa_mp.arena_max)
+		return (unsigned int)upa_mp.arena_max;
+	/* Up to arena_test arenas before the CPUs are even counted. */
+	if (upa_narenas < upa_mp.arena_test)
+		return (unsigned int)upa_mp.arena_test;
+	if (!arena_limit_cached)
+		arena_limit_cached = 8 * cpu_count();
+	return arena_limit_cached;
+}
+
+/* A new arena at the list's tail, or NULL. upa_global_lock held. */
+static struct upa_arena *arena_create(bool force)
+{
+	struct upa_arena *a, *last;
+
+	if (!force && upa_narenas >= arena_limit())
+		return NULL;
+	if (upa_region_new_arena_heap(&a))
+		return NULL;
+	a->index = upa_narenas;
+	for (last = upa_arena_list; last->next; last = last->next)
+		;
+	/* Published fully initialised: readers walk the list unlocked. */
+	__atomic_store_n(&last->next, a, __ATOMIC_RELEASE);
+	upa_narenas++;
+	return a;
+}
+
+static struct upa_arena *arena_next_usable(struct upa_arena *from)
+{
+	struct upa_arena *a = from;
+
+	do {
+		a = a->next ? a->next : upa_arena_list;
+		if (!a->quarantined)
+			return a;
+	} while (a != from);
+	return NULL;
+}
+
+static void arena_attach(struct upa_tcache *tc, struct upa_arena *a)
+{
+	if (tc->arena)
+		tc->arena->attached--;
+	if (tc->state == UPA_THREAD_DEAD) {
+		tc->arena = NULL;
+		return;
+	}
+	a->attached++;
+	tc->arena = a;
+}
+
+/* First use (or own arena quarantined): choose, attach, lock. */
+static struct upa_arena *arena_pick(struct upa_tcache *tc)
+{
+	struct upa_arena *a;
+
+	upa_lock(&upa_global_lock);
+	for (a = upa_arena_list; a; a = a->next)
+		if (!a->attached && !a->quarantined)
+			break;
+	if (!a)
+		a = arena_create(false);
+	if (!a) {
+		reuse_cursor = arena_next_usable(reuse_cursor ? reuse_cursor :
+						 upa_arena_list);
+		a = reuse_cursor;
+	}
+	if (!a)
+		a = arena_create(true);	/* all quarantined: a fork child */
+	if (!a) {
+		upa_unlock(&upa_global_lock);
+		return NULL;
+	}
+	arena_attach(tc, a);
+	upa_unlock(&upa_global_lock);
+	upa_lock(&a->lock);
+	return a;
+}
+
+/* Own arena contended: move to a new or an idle arena, else wait. */
+static struct upa_arena *arena_contended(struct upa_tcache *tc,
+					 struct upa_arena *a)
+{
+	struct upa_arena *b;
+	bool locked = false;
+
+	upa_lock(&upa_global_lock);
+	b = arena_create(false);
+	if (!b) {
+		for (b = arena_next_usable(a); b && b != a;
+		     b = arena_next_usable(b)) {
+			if (upa_lock_try(&b->lock)) {
+				locked = true;
+				break;
+			}
+		}
+		if (b == a)
+			b = NULL;
+	}
+	if (b)
+		arena_attach(tc, b);
+	upa_unlock(&upa_global_lock);
+	if (!b) {
+		upa_lock(&a->lock);
+		return a;
+	}
+	if (!locked)
+		upa_lock(&b->lock);
+	return b;
+}
+
+/*
+ * The calling thread's arena, locked. Never NULL except when no arena can
+ * be had at all (then callers fail with ENOMEM): the caller copes.
+ */
+struct upa_arena *upa_arena_lock_mine(struct upa_tcache *tc)
+{
+	struct upa_arena *a = tc->arena;
+
+	if (likely(a && !a->quarantined)) {
+		if (likely(upa_lock_try(&a->lock)))
+			return a;
+		return arena_contended(tc, a);
+	}
+	return arena_pick(tc);
+}
+
+/* Another arena than failed, locked, for a retry after ENOMEM; or NULL. */
+struct upa_arena *upa_arena_lock_other(struct upa_tcache *tc,
+				       struct upa_arena *failed)
+{
+	struct upa_arena *b = NULL;
+
+	(void)tc;
+	if (!failed)
+		return NULL;
+	upa_lock(&upa_global_lock);
+	if (failed != &upa_main_arena && !upa_main_arena.quarantined)
+		b = &upa_main_arena;
+	else
+		b = arena_create(false);
+	upa_unlock(&upa_global_lock);
+	if (b)
+		upa_lock(&b->lock);
+	return b;
+}
+
+void upa_arena_detach(struct upa_tcache *tc)
+{
+	upa_lock(&upa_global_lock);
+	if (tc->arena)
+		tc->arena->attached--;
+	tc->arena = NULL;
+	upa_unlock(&upa_global_lock);
+}
+
+static void fork_child(void)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct upa_arena *a;
+
+	upa_lock_reinit(&upa_global_lock);
+	for (a = upa_arena_list; a; a = a->next) {
+		if (upa_lock_is_held(&a->lock))
+			a->quarantined = true;
+		upa_lock_reinit(&a->lock);
+		a->attached = 0;
+	}
+	if (tc->arena && tc->arena->quarantined)
+		tc->arena = NULL;
+	if (tc->arena)
+		tc->arena->attached = 1;
+	reuse_cursor = NULL;
+	upa_threads_after_fork_child();
+	upa_region_fork_child();
+}
+
+void upa_fork_register(void)
+{
+	static int registered;
+
+	if (__atomic_exchange_n(&registered, 1, __ATOMIC_ACQ_REL))
+		return;
+	/* No prepare or parent handler: nothing is locked across fork. */
+	pthread_atfork(NULL, NULL, fork_child);
+}

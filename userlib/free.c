@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+/*
+ * free.c: free behind the thread cache.
+ *
+ * Order: NULL; pointer checks; mmapped chunks are unmapped (no lock);
+ * the thread cache (inline in tcache.h; here only when the thread was not
+ * set up yet); else the chunk's arena, under its lock: small chunks go to
+ * a fast bin, others are coalesced with free neighbours on both sides and
+ * put in the unsorted bin or merged into the top chunk. Freeing a large
+ * amount consolidates the fast bins and may trim the heap; heaps dropped
+ * by the trim are unmapped after the unlock. errno is preserved.
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "tcache.h"
+
+/*
+ * Coalesce free chunk c of size bytes (not in any list) with its free
+ * neighbours, then put it into the unsorted bin or the top chunk. Returns
+ * the merged size. Arena locked.
+ */
+size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
+{
+	struct upa_chunk *next = chunk_at(c, size);
+	size_t flag = upa_arena_flag(a);
+
+	if (!chunk_prev_inuse(c)) {
+		size_t psize = c->prev_size;
+		struct upa_chunk *prev = chunk_prev(c);
+
+		UPA_CHECK(chunk_size(prev) == psize, "corrupted size vs. prev_size");
+		upa_bin_unlink(prev);
+		c = prev;
+		size += psize;
+	}
+	if (next != a->top) {
+		size_t nsize = chunk_size(next);
+
+		if (!chunk_inuse(next)) {
+			upa_bin_unlink(next);
+			size += nsize;
+		} else {
+			next->size &= ~UPA_PREV_INUSE;
+		}
+		chunk_set_head(c, size | UPA_PREV_INUSE | flag);
+		chunk_set_foot(c, size);
+		upa_bin_put_unsorted(a, c);
+	} else {
+		char *old_top_mem = chunk_mem(next);
+
+		size += chunk_size(next);
+		chunk_set_head(c, size | UPA_PREV_INUSE | flag);
+		a->top = c;
+		/* Merged bytes are dirty: only what was zero stays zero. */
+		if (a->zero_from < old_top_mem)
+			a->zero_from = old_top_mem;
+	}
+	return size;
+}
+
+/*
+ * Free heap chunk c into arena a, locked. With released != NULL a large
+ * free may also trim the heap; dropped heaps go on *released.
+ */
+static void int_free(struct upa_arena *a, struct upa_chunk *c,
+		     struct upa_heap **released)
+{
+	size_t size = chunk_size(c), merged;
+	struct upa_chunk *next = chunk_at(c, size);
+	struct upa_heap *h = upa_heap_of(c);
+
+	a->st.free_slow++;
+	if (size <= upa_mp.max_fast) {
+		UPA_CHECK(chunk_size(next) >= UPA_HEADER &&
+			  chunk_size(next) < a->system_mem,
+			  "free(): invalid next size (fast)");
+		if (unlikely(upa_mp.perturb))
+			memset(chunk_mem(c), upa_mp.perturb, size - UPA_HEADER);
+		upa_fastbin_push(a, c, size);
+		return;
+	}
+	UPA_CHECK(c != a->top, "double free or corruption (top)");
+	UPA_CHECK((char *)next < (char *)h + h->size && (char *)next > (char *)c,
+		  "double free or corruption (out)");
+	UPA_CHECK(chunk_prev_inuse(next), "double free or corruption (!prev)");
+	UPA_CHECK(chunk_size(next) >= UPA_HEADER &&
+		  chunk_size(next) < a->system_mem,
+		  "free(): invalid next size (normal)");
+	if (unlikely(upa_mp.perturb))
+		memset(chunk_mem(c), upa_mp.perturb, size - UPA_HEADER);
+	merged = upa_free_coalesce(a, c, size);
+	if (released && merged >= UPA_CONSOLIDATE_THRESHOLD) {
+		if (a->have_fastchunks)
+			upa_consolidate(a);
+		if (upa_top_size(a) >= upa_mp.trim_threshold ||
+		    (a->heap->prev && a->top == upa_heap_first_chunk(a->heap)))
+			upa_region_trim(a, upa_mp.top_pad, released);
+	}
+}
+
+/* For realloc and memalign, inside their locked section: never trims. */
+void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
+{
+	int_free(a, c, NULL);
+}
+
+/* Free a heap chunk into its own arena: lock, free, unlock, unmap. */
+void upa_free_chunk_any(struct upa_chunk *c)
+{
+	struct upa_arena *a = upa_arena_of(c);
+	struct upa_heap *released = NULL;
+
+	/* Fork child: the arena may be inconsistent; leak, never touch it. */
+	if (unlikely(a->quarantined))
+		return;
+	upa_lock(&a->lock);
+	int_free(a, c, &released);
+	upa_unlock(&a->lock);
+	/* munmap after unlock: no syscall holds the heap lock. */
+	if (released)
+		upa_region_release_heaps(released);
+}
+
+/* Mmapped chunk: update the dynamic thresholds, unmap (no lock held). */
+static void free_mmapped(struct upa_chunk *c)
+{
+	size_t size = chunk_size(c);
+
+	if (!upa_mp.no_dyn_threshold && size > upa_mp.mmap_threshold &&
+	    size <= UPA_MAX_MMAP_THRESHOLD) {
+		/* glibc's rule: such sizes were worth keeping on the heap. */
+		upa_mp.mmap_threshold = size;
+		upa_mp.trim_threshold = 2 * size;
+	}
+	upa_region_munmap_chunk(c);
+}
+
+void upa_free_slow(void *mem)
+{
+	struct upa_tcache *tc = &upa_tc;
+	int saved_errno = errno;
+	struct upa_chunk *c;
+	size_t size;
+
+	if (!mem)
+		return;
+	c = mem_chunk(mem);
+	size = chunk_size(c);
+	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
+		  "free(): invalid pointer");
+	tc->counter[UPA_TC_SLOW_FREES]++;
+	if (chunk_is_mmapped(c)) {
+		free_mmapped(c);
+		errno = saved_errno;
+		return;
+	}
+	UPA_CHECK(size >= UPA_MIN_CHUNK && size % UPA_ALIGN == 0,
+		  "free(): invalid size");
+	if (unlikely(tc->state == UPA_THREAD_NEW)) {
+		unsigned int idx = tcache_index(size);
+
+		upa_thread_setup(tc);
+		if (idx < tc->nbins && tc->count[idx] < tc->limit) {
+			struct upa_tcache_entry *e = mem;
+
+			if (e->key == upa_tcache_key)
+				upa_tcache_double_free_scan(tc, idx, mem);
+			tcache_push(tc, idx, e);
+			tc->counter[UPA_TC_FREES]++;
+			return;
+		}
+	}
+	upa_free_chunk_any(c);
+	errno = saved_errno;
+}
+
+UPA_API void upa_free(void *mem)
+{
+	upa_free_inline(mem);
+}
+
+/*
+ * malloc_trim(pad): consolidate, give every arena's top back down to pad
+ * bytes (dropping free heaps), and decommit the whole pages inside free
+ * chunks. Returns 1 when any memory went back to the page source.
+ */
+UPA_API int upa_malloc_trim(size_t pad)
+{
+	struct upa_arena *a;
+	int released_any = 0;
+
+	upa_ensure_init();
+	for (a = upa_arena_list; a;
+	     a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
+		struct upa_heap *released = NULL;
+		size_t pages = 0;
+
+		if (a->quarantined)
+			continue;
+		upa_lock(&a->lock);
+		upa_consolidate(a);
+		if (upa_region_trim(a, pad, &released))
+			released_any = 1;
+		upa_bins_decommit(a, &pages);
+		upa_unlock(&a->lock);
+		if (released)
+			upa_region_release_heaps(released);
+		if (pages)
+			released_any = 1;
+	}
+	return released_any;
+}

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * glue.h: everything libupalloc needs from its host, in one place (as musl's
+ * mallocng glue.h): branch hints, page size, locks, the fatal-error path.
+ *
+ * Nothing here, and nothing in the library, calls malloc or stdio: the
+ * library is the allocator, and stdio allocates.
+ */
+#ifndef UPALLOC_GLUE_H
+#define UPALLOC_GLUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+
+#define UPA_HIDDEN	__attribute__((visibility("hidden")))
+#define UPA_API		__attribute__((visibility("default")))
+#define UPA_NOINLINE	__attribute__((noinline))
+#define UPA_COLD	__attribute__((cold, noinline))
+
+#define UPA_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+static inline size_t upa_align_up(size_t n, size_t align)
+{
+	return (n + align - 1) & ~(align - 1);
+}
+
+static inline size_t upa_align_down(size_t n, size_t align)
+{
+	return n & ~(align - 1);
+}
+
+static inline bool upa_is_pow2(size_t n)
+{
+	return n && !(n & (n - 1));
+}
+
+/* The page size, set once by upa_init() from the auxiliary vector. */
+extern size_t upa_page_size UPA_HIDDEN;
+
+/*
+ * Locks: a three-state futex mutex (0 free, 1 held, 2 held with waiters).
+ * Our own rather than pthread_mutex_t so that a fork child can inspect a
+ * lock word (was it held at the fork instant?) and re-initialise it by a
+ * plain store; see arena.c. The futex syscall may set errno, which free()
+ * must preserve, so the slow path saves and restores it.
+ */
+struct upa_lock {
+	int word;
+};
+
+#define UPA_LOCK_INIT { 0 }
+
+static inline bool upa_lock_try(struct upa_lock *l)
+{
+	int expected = 0;
+
+	return __atomic_compare_exchange_n(&l->word, &expected, 1, false,
+					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static inline void upa_lock_wait(struct upa_lock *l)
+{
+	int saved_errno = errno;
+
+	while (__atomic_exchange_n(&l->word, 2, __ATOMIC_ACQUIRE) != 0)
+		syscall(SYS_futex, &l->word, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+	errno = saved_errno;
+}
+
+static inline void upa_lock(struct upa_lock *l)
+{
+	if (unlikely(!upa_lock_try(l)))
+		upa_lock_wait(l);
+}
+
+static inline void upa_unlock(struct upa_lock *l)
+{
+	if (unlikely(__atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE) == 2)) {
+		int saved_errno = errno;
+
+		syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		errno = saved_errno;
+	}
+}
+
+static inline bool upa_lock_is_held(const struct upa_lock *l)
+{
+	return __atomic_load_n(&l->word, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* Only for a fork child, where no other thread exists. */
+static inline void upa_lock_reinit(struct upa_lock *l)
+{
+	l->word = 0;
+}
+
+/*
+ * Fatal errors: write "upalloc: <msg>\n" to fd 2 with write(2) and abort().
+ * Every always-on integrity check ends here (check.c).
+ */
+void upa_fatal(const char *msg) UPA_HIDDEN __attribute__((noreturn, cold));
+
+#define UPA_CHECK(cond, msg)				\
+	do {						\
+		if (unlikely(!(cond)))			\
+			upa_fatal(msg);			\
+	} while (0)
+
+/* Debug-build assertions; upa_heap_check() is the expensive one. */
+#ifdef UPA_DEBUG
+#define upa_assert(cond)	UPA_CHECK(cond, "assertion failed: " #cond)
+#else
+#define upa_assert(cond)	do { (void)sizeof(cond); } while (0)
+#endif
+
+/* Raw output without stdio: all of buf, retrying on EINTR; errno kept. */
+void upa_write_all(int fd, const char *buf, size_t len) UPA_HIDDEN;
+
+/* Own tiny formatter: %s %d %u %ld %lu %zu %zd %x %lx %zx %p %%; no malloc. */
+int upa_snprintf(char *buf, size_t size, const char *fmt, ...)
+	UPA_HIDDEN __attribute__((format(printf, 3, 4)));
+
+#endif /* UPALLOC_GLUE_H */

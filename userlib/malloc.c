@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/*
+ * malloc.c: malloc and calloc behind the thread cache.
+ *
+ * Search order of a malloc of chunk size nb (upa_int_malloc, arena locked):
+ *   0. (inline, no lock) the thread cache, tcache.h;
+ *   1. requests >= the mmap threshold: a region of their own (no lock);
+ *   2. the fast bin of nb (and refill the thread cache from it);
+ *   3. the small bin of nb (ditto); for a large nb, consolidate fast bins;
+ *   4. the unsorted bin, oldest first: the last remainder for a small
+ *      request (locality), an exact fit is taken, everything else is sorted
+ *      into its bin;
+ *   5. best fit in nb's large bin;
+ *   6. via the binmap, the smallest chunk of the next non-empty bin, split;
+ *   7. the top chunk, split;
+ *   8. consolidate the fast bins and retry, or grow the heap (region.c);
+ *   9. a region of its own after all (the heap could not grow), or
+ *      another arena.
+ * Every split remainder goes to the unsorted bin.
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "tcache.h"
+
+/* Take nb bytes off free chunk c (unlinked); the rest goes to unsorted. */
+static void *chunk_take(struct upa_arena *a, struct upa_chunk *c,
+			size_t nb)
+{
+	size_t size = chunk_size(c), rem = size - nb;
+	size_t flag = upa_arena_flag(a);
+
+	if (rem >= UPA_MIN_CHUNK) {
+		struct upa_chunk *r = chunk_at(c, nb);
+
+		chunk_set_head(c, nb | (c->size & UPA_PREV_INUSE) | flag);
+		chunk_set_head(r, rem | UPA_PREV_INUSE | flag);
+		chunk_set_foot(r, rem);
+		upa_bin_put_unsorted(a, r);
+		if (in_smallbin_range(nb))
+			a->last_remainder = r;
+	} else {
+		chunk_set_inuse(c);
+	}
+	return chunk_mem(c);
+}
+
+static void *top_take(struct upa_arena *a, size_t nb, bool *fresh)
+{
+	struct upa_chunk *c = a->top;
+	size_t ts = chunk_size(c);
+	struct upa_chunk *r = chunk_at(c, nb);
+
+	chunk_set_head(c, nb | (c->size & UPA_PREV_INUSE) | upa_arena_flag(a));
+	chunk_set_head(r, (ts - nb) | UPA_PREV_INUSE | upa_arena_flag(a));
+	a->top = r;
+	a->st.top_splits++;
+	if (fresh)
+		*fresh = (char *)chunk_mem(c) >= a->zero_from;
+	return chunk_mem(c);
+}
+
+static void tcache_refill(struct upa_arena *a, size_t nb)
+{
+	struct upa_tcache *tc = &upa_tc;
+	unsigned int idx = tcache_index(nb);
+
+	if (idx < tc->nbins && tc->count[idx] < tc->limit)
+		upa_tcache_fill(tc, a, idx);
+}
+
+/* Steps 4-6: the unsorted bin, then large bins and the binmap. */
+static void *bins_search(struct upa_arena *a, size_t nb)
+{
+	struct upa_chunk *head = &a->bins[UPA_UNSORTED];
+	struct upa_chunk *c;
+	unsigned int iters = 0;
+
+	while ((c = head->bk) != head) {
+		struct upa_chunk *bck = c->bk;
+		size_t size = chunk_size(c);
+		struct upa_chunk *next = chunk_at(c, size);
+
+		UPA_CHECK(size >= UPA_MIN_CHUNK && size <= a->system_mem,
+			  "malloc(): invalid size (unsorted)");
+		UPA_CHECK(chunk_size(next) >= UPA_HEADER &&
+			  chunk_size(next) <= a->system_mem,
+			  "malloc(): invalid size (unsorted)");
+		UPA_CHECK(next->prev_size == size,
+			  "corrupted size vs. prev_size");
+		UPA_CHECK(bck->fd == c && c->fd == head,
+			  "malloc(): unsorted double linked list corrupted");
+		UPA_CHECK(!chunk_prev_inuse(next),
+			  "malloc(): unsorted double linked list corrupted");
+
+		if (in_smallbin_range(nb) && bck == head &&
+		    c == a->last_remainder && size >= nb + UPA_MIN_CHUNK) {
+			/* Keep carving the last remainder: locality. */
+			head->bk = head->fd = head;
+			a->st.unsorted_hits++;
+			return chunk_take(a, c, nb);
+		}
+		head->bk = bck;
+		bck->fd = head;
+		if (size == nb) {
+			chunk_set_inuse(c);
+			a->st.unsorted_hits++;
+			return chunk_mem(c);
+		}
+		upa_bin_place(a, c, size);
+		if (++iters >= 10000)
+			break;
+	}
+
+	if (!in_smallbin_range(nb)) {
+		c = upa_largebin_best_fit(a, nb);
+		if (c) {
+			a->st.largebin_hits++;
+			return chunk_take(a, c, nb);
+		}
+	}
+	c = upa_binmap_next(a, nb);
+	if (c) {
+		if (in_smallbin_range(chunk_size(c)))
+			a->st.smallbin_hits++;
+		else
+			a->st.largebin_hits++;
+		return chunk_take(a, c, nb);
+	}
+	return NULL;
+}
+
+/*
+ * Serve nb (a chunk size) from arena a, locked. *fresh (if not NULL) is set
+ * when the memory is known to be zero (fresh from the page source).
+ */
+void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh)
+{
+	struct upa_chunk *c;
+	void *mem;
+
+	if (fresh)
+		*fresh = false;
+	a->st.malloc_slow++;
+	if (nb <= upa_mp.max_fast) {
+		c = upa_fastbin_pop(a, fastbin_index(nb));
+		if (c) {
+			a->st.fastbin_hits++;
+			tcache_refill(a, nb);
+			return chunk_mem(c);
+		}
+	}
+	if (in_smallbin_range(nb)) {
+		c = upa_smallbin_pop(a, bin_index(nb));
+		if (c) {
+			a->st.smallbin_hits++;
+			tcache_refill(a, nb);
+			return chunk_mem(c);
+		}
+	} else if (a->have_fastchunks) {
+		upa_consolidate(a);
+	}
+
+	for (;;) {
+		mem = bins_search(a, nb);
+		if (mem)
+			return mem;
+		if (upa_top_size(a) >= nb + UPA_MIN_CHUNK)
+			return top_take(a, nb, fresh);
+		if (a->have_fastchunks) {
+			upa_consolidate(a);
+			continue;
+		}
+		if (upa_region_grow_top(a, nb))
+			return NULL;
+		return top_take(a, nb, fresh);
+	}
+}
+
+static void *perturb_alloc(void *mem, size_t n)
+{
+	if (unlikely(upa_mp.perturb) && mem)
+		memset(mem, upa_mp.perturb ^ 0xff, n);
+	return mem;
+}
+
+/*
+ * The whole slow path for a chunk of nb bytes: mmap for large requests,
+ * else the thread's arena, else mmap anyway, else another arena.
+ */
+static void *arena_malloc(size_t nb, bool *fresh)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct upa_arena *a;
+	struct upa_chunk *c;
+	void *mem;
+
+	if (unlikely(tc->state == UPA_THREAD_NEW))
+		upa_thread_setup(tc);
+	if (nb >= upa_mp.mmap_threshold) {
+		c = upa_region_mmap_chunk(nb, UPA_ALIGN);
+		if (c) {
+			if (fresh)
+				*fresh = true;
+			return chunk_mem(c);
+		}
+	}
+	a = upa_arena_lock_mine(tc);
+	mem = upa_int_malloc(a, nb, fresh);
+	upa_unlock(&a->lock);
+	if (likely(mem))
+		return mem;
+
+	/* The heap could not grow: a region of its own, or another arena. */
+	c = upa_region_mmap_chunk(nb, UPA_ALIGN);
+	if (c) {
+		if (fresh)
+			*fresh = true;
+		return chunk_mem(c);
+	}
+	a = upa_arena_lock_other(tc, a);
+	if (a) {
+		mem = upa_int_malloc(a, nb, fresh);
+		upa_unlock(&a->lock);
+	}
+	return mem;
+}
+
+void *upa_malloc_slow(size_t n)
+{
+	void *mem;
+
+	upa_ensure_init();
+	upa_tc.counter[UPA_TC_SLOW_MALLOCS]++;
+	if (unlikely(!upa_request_ok(n))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	mem = arena_malloc(upa_request_size(n), NULL);
+	if (unlikely(!mem)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return perturb_alloc(mem, n);
+}
+
+UPA_API void *upa_malloc(size_t n)
+{
+	return upa_malloc_inline(n);
+}
+
+/*
+ * calloc: overflow of nmemb * size is ENOMEM. Chunks known to be fresh
+ * from the page source (a new region, or the part of a top chunk that no
+ * chunk has used since the break moved up) are zero already.
+ */
+UPA_API void *upa_calloc(size_t nmemb, size_t size)
+{
+	size_t n, nb;
+	bool fresh = false;
+	void *mem;
+
+	if (unlikely(__builtin_mul_overflow(nmemb, size, &n)) ||
+	    unlikely(!upa_request_ok(n))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	upa_ensure_init();
+	nb = upa_request_size(n);
+	if (n <= UPA_TCACHE_MAX_REQUEST) {
+		struct upa_tcache *tc = &upa_tc;
+		unsigned int idx = tcache_index(nb);
+
+		if (tc->head[idx]) {
+			tc->counter[UPA_TC_HITS]++;
+			mem = tcache_pop(tc, idx);
+			return memset(mem, 0, n);
+		}
+	}
+	upa_tc.counter[UPA_TC_SLOW_MALLOCS]++;
+	mem = arena_malloc(nb, &fresh);
+	if (unlikely(!mem)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!fresh)
+		memset(mem, 0, chunk_usable(mem_chunk(mem)));
+	return mem;
+}
+
+UPA_API size_t upa_malloc_usable_size(void *mem)
+{
+	struct upa_chunk *c;
+
+	if (!mem)
+		return 0;
+	c = mem_chunk(mem);
+	if (chunk_is_mmapped(c))
+		return chunk_size(c) - UPA_HEADER;
+	return chunk_inuse(c) ? chunk_size(c) - UPA_WORD : 0;
+}

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: MIT
+/*
+ * region.c: where chunks get their memory (the role of mimalloc's os.c).
+ *
+ * Heaps. Every arena, the main one included, lives in heaps: regions of
+ * upa_mp.heap_reserve bytes (64 MiB by default, a power of two) reserved
+ * at an address aligned to that size, with a header at the start. So the
+ * heap of any chunk is its address masked (upa_heap_of), and the arena of a
+ * NON_MAIN_ARENA chunk is that heap's header->arena: no table, no lock.
+ * The top chunk is always the last chunk of the arena's newest heap and
+ * ends exactly at that heap's break; growing the break (the sbrk
+ * replacement) grows the top chunk, trimming it shrinks the top chunk.
+ * When a heap is full, the arena gets a new one and the old top chunk is
+ * freed behind a fence: an in-use chunk plus a 16-byte end marker (size 0,
+ * PREV_INUSE) so that nothing ever coalesces past the old heap's end. A
+ * newest heap that becomes entirely free is unmapped again (after unlock).
+ *
+ * Mmapped chunks: large requests get a region of their own; the chunk's
+ * prev_size holds its offset from the region start (non-zero only for
+ * aligned allocations), and region length == offset + chunk size.
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "../kmod/uapi/upalloc.h"
+
+static const struct upa_src *src = &upa_src_anon;
+size_t upa_heap_mask = ~(UPA_DEFAULT_HEAP_RESERVE - 1);
+
+/* Mmapped-chunk accounting; atomics, since no lock covers them. */
+static size_t mmapped_chunks, mmapped_bytes;
+static size_t max_mmapped_chunks, max_mmapped_bytes;
+
+int upa_region_init(const char **why)
+{
+	const char *mode = upa_mp.backend;
+	int err;
+
+	upa_heap_mask = ~(upa_mp.heap_reserve - 1);
+	if (!strcmp(mode, "mmap")) {
+		src = &upa_src_anon;
+		return 0;
+	}
+	err = upa_src_dev_open();
+	if (!err) {
+		src = &upa_src_dev;
+		return 0;
+	}
+	if (!strcmp(mode, "device")) {
+		*why = "UPALLOC_BACKEND=device but /dev/upalloc cannot be used";
+		return err;
+	}
+	src = &upa_src_anon;	/* auto: fall back */
+	return 0;
+}
+
+const char *upa_region_backend_name(void)
+{
+	return src->name;
+}
+
+bool upa_region_is_device(void)
+{
+	return src->is_device;
+}
+
+void upa_region_fork_child(void)
+{
+	src->fork_child();
+}
+
+struct upa_chunk *upa_heap_first_chunk(struct upa_heap *h)
+{
+	uintptr_t p = (uintptr_t)(h + 1);
+
+	/* The first heap of a non-main arena also holds the arena itself. */
+	if (!h->prev && h->arena != &upa_main_arena)
+		p += sizeof(struct upa_arena);
+	return (struct upa_chunk *)upa_align_up(p, UPA_ALIGN);
+}
+
+/* A fresh heap with at least min_size bytes below its break. */
+static int heap_new(struct upa_arena *a, size_t min_size,
+		    struct upa_heap **out)
+{
+	size_t reserve = upa_mp.heap_reserve;
+	size_t size;
+	void *base;
+	int err;
+
+	if (min_size > reserve)
+		return -E2BIG;
+	size = upa_align_up(min_size, upa_page_size);
+	err = src->heap_reserve(reserve, &base);
+	if (err)
+		return err;
+	err = src->heap_set_brk(base, reserve, 0, size);
+	if (err) {
+		src->heap_release(base, reserve);
+		return err;
+	}
+	*out = base;
+	(*out)->arena = a;
+	(*out)->prev = NULL;
+	(*out)->size = size;
+	(*out)->reserve = reserve;
+	return 0;
+}
+
+/* Make the rest of heap h, from c on, the arena's top chunk. */
+static void top_install(struct upa_arena *a, struct upa_heap *h,
+			struct upa_chunk *c, size_t prev_inuse)
+{
+	size_t size = (size_t)((char *)h + h->size - (char *)c);
+
+	chunk_set_head(c, size | prev_inuse | upa_arena_flag(a));
+	a->top = c;
+	a->heap = h;
+	a->zero_from = (char *)chunk_mem(c);
+}
+
+int upa_region_new_arena_heap(struct upa_arena **out)
+{
+	size_t need = sizeof(struct upa_heap) + sizeof(struct upa_arena) +
+		      UPA_MIN_CHUNK + upa_mp.top_pad;
+	struct upa_heap *h;
+	struct upa_arena *a;
+	int err;
+
+	err = heap_new(NULL, need, &h);
+	if (err)
+		return err;
+	a = (struct upa_arena *)(h + 1);
+	h->arena = a;
+	upa_arena_init(a, 0);
+	top_install(a, h, upa_heap_first_chunk(h), UPA_PREV_INUSE);
+	a->system_mem = h->size;
+	a->max_system_mem = h->size;
+	*out = a;
+	return 0;
+}
+
+/*
+ * Close the arena's current heap: its top chunk becomes a free chunk (if
+ * big enough) followed by a fence chunk and the end marker.
+ */
+static void heap_retire_top(struct upa_arena *a)
+{
+	struct upa_chunk *top = a->top, *fence, *marker;
+	size_t ts = chunk_size(top), flag = upa_arena_flag(a);
+	char *end = (char *)top + ts;
+
+	marker = (struct upa_chunk *)(end - UPA_HEADER);
+	a->top = NULL;
+	if (ts >= 3 * UPA_HEADER + UPA_MIN_CHUNK) {
+		fence = (struct upa_chunk *)(end - 3 * UPA_HEADER);
+		chunk_set_head(fence, 2 * UPA_HEADER | UPA_PREV_INUSE | flag);
+		marker->prev_size = 2 * UPA_HEADER;
+		chunk_set_head(marker, 0 | UPA_PREV_INUSE | flag);
+		chunk_set_size(top, ts - 3 * UPA_HEADER);
+		upa_free_coalesce(a, top, ts - 3 * UPA_HEADER);
+	} else {
+		fence = top;
+		chunk_set_size(fence, ts - UPA_HEADER);
+		marker->prev_size = ts - UPA_HEADER;
+		chunk_set_head(marker, 0 | UPA_PREV_INUSE | flag);
+	}
+}
+
+/*
+ * Make the top chunk at least nb + UPA_MIN_CHUNK bytes: move the break of
+ * the newest heap up (with top_pad to spare), or start a new heap. Called
+ * with a's lock held; -ENOMEM when the device or the kernel says no,
+ * -E2BIG when nb can never fit a heap (the caller mmaps it instead).
+ */
+int upa_region_grow_top(struct upa_arena *a, size_t nb)
+{
+	struct upa_heap *h = a->heap, *nh;
+	size_t first_off, need;
+	int err;
+
+	if (h) {
+		size_t ts = upa_top_size(a);
+		size_t want = nb + UPA_MIN_CHUNK - ts;
+		size_t padded = upa_align_up(h->size + want + upa_mp.top_pad,
+					     upa_page_size);
+		size_t bare = upa_align_up(h->size + want, upa_page_size);
+		size_t new_size = padded <= h->reserve ? padded : bare;
+
+		if (new_size <= h->reserve) {
+			err = src->heap_set_brk(h, h->reserve, h->size,
+						new_size);
+			if (err && new_size != bare) {
+				new_size = bare;
+				err = src->heap_set_brk(h, h->reserve, h->size,
+							new_size);
+			}
+			if (err)
+				return err;
+			chunk_set_size(a->top, ts + new_size - h->size);
+			a->system_mem += new_size - h->size;
+			h->size = new_size;
+			goto out;
+		}
+	}
+
+	first_off = upa_align_up(sizeof(struct upa_heap), UPA_ALIGN);
+	need = first_off + nb + UPA_MIN_CHUNK;
+	if (need > upa_mp.heap_reserve)
+		return -E2BIG;
+	if (need + upa_mp.top_pad <= upa_mp.heap_reserve)
+		need += upa_mp.top_pad;
+	err = heap_new(a, need, &nh);
+	if (err)
+		return err;
+	nh->prev = h;
+	if (h)
+		heap_retire_top(a);
+	top_install(a, nh, upa_heap_first_chunk(nh), UPA_PREV_INUSE);
+	a->system_mem += nh->size;
+out:
+	if (a->system_mem > a->max_system_mem)
+		a->max_system_mem = a->system_mem;
+	a->st.heap_grows++;
+	return 0;
+}
+
+/* The newest heap is entirely free: unlink it, reopen the older heap. */
+static void heap_drop_newest(struct upa_arena *a, struct upa_heap **released)
+{
+	struct upa_heap *h = a->heap, *ph = h->prev;
+	char *pend = (char *)ph + ph->size;
+	struct upa_chunk *marker = (struct upa_chunk *)(pend - UPA_HEADER);
+	struct upa_chunk *fence, *top;
+
+	/* heap_retire_top() left the fence's size in the marker. */
+	fence = (struct upa_chunk *)((char *)marker - marker->prev_size);
+	top = fence;
+	if (!chunk_prev_inuse(fence)) {
+		top = chunk_prev(fence);
+		upa_bin_unlink(top);
+	}
+	a->system_mem -= h->size;
+	top_install(a, ph, top, top->size & UPA_PREV_INUSE);
+	a->zero_from = pend;
+	h->prev = *released;
+	*released = h;
+}
+
+/*
+ * Give memory back: drop entirely free newest heaps, then lower the break
+ * of the current heap so that the top chunk keeps pad bytes (plus one
+ * minimum chunk). Called with a's lock held; the dropped heaps are put on
+ * *released and must be unmapped with upa_region_release_heaps() after
+ * the unlock. Returns true when anything was released.
+ */
+bool upa_region_trim(struct upa_arena *a, size_t pad,
+		     struct upa_heap **released)
+{
+	struct upa_heap *h;
+	bool did = false;
+	char *keep_end, *end;
+
+	if (!a->top)
+		return false;
+	while (a->heap->prev && a->top == upa_heap_first_chunk(a->heap)) {
+		heap_drop_newest(a, released);
+		did = true;
+	}
+	h = a->heap;
+	end = (char *)h + h->size;
+	keep_end = (char *)upa_align_up((uintptr_t)a->top + UPA_MIN_CHUNK +
+					pad, upa_page_size);
+	if (keep_end < end && pad < upa_mp.heap_reserve) {
+		size_t new_size = (size_t)(keep_end - (char *)h);
+
+		if (!src->heap_set_brk(h, h->reserve, h->size, new_size)) {
+			chunk_set_size(a->top, chunk_size(a->top) -
+					       (h->size - new_size));
+			a->system_mem -= h->size - new_size;
+			h->size = new_size;
+			if (a->zero_from > keep_end)
+				a->zero_from = keep_end;
+			did = true;
+		}
+	}
+	if (did)
+		a->st.heap_trims++;
+	return did;
+}
+
+void upa_region_release_heaps(struct upa_heap *list)
+{
+	while (list) {
+		struct upa_heap *next = list->prev;
+
+		src->heap_release(list, list->reserve);
+		list = next;
+	}
+}
+
+static void mmapped_count(ssize_t chunks, ssize_t bytes)
+{
+	size_t n = __atomic_add_fetch(&mmapped_chunks, chunks, __ATOMIC_RELAXED);
+	size_t b = __atomic_add_fetch(&mmapped_bytes, bytes, __ATOMIC_RELAXED);
+
+	/* Peaks: racy maxima are fine for statistics. */
+	if (n > __atomic_load_n(&max_mmapped_chunks, __ATOMIC_RELAXED))
+		__atomic_store_n(&max_mmapped_chunks, n, __ATOMIC_RELAXED);
+	if (b > __atomic_load_n(&max_mmapped_bytes, __ATOMIC_RELAXED))
+		__atomic_store_n(&max_mmapped_bytes, b, __ATOMIC_RELAXED);
+}
+
+/*
+ * A region of its own for a chunk of nb bytes whose user memory is aligned
+ * to align (16 or a larger power of two). NULL when mapping fails or the
+ * mmap_max count is reached.
+ */
+struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align)
+{
+	size_t len, offset;
+	struct upa_chunk *c;
+	void *base;
+	char *mem;
+
+	if (align < UPA_ALIGN)
+		align = UPA_ALIGN;
+	if (__atomic_load_n(&mmapped_chunks, __ATOMIC_RELAXED) >=
+	    upa_mp.mmap_max)
+		return NULL;
+	len = nb + UPA_WORD + (align > UPA_ALIGN ? align : 0);
+	if (len < nb)
+		return NULL;
+	len = upa_align_up(len, upa_page_size);
+	if (len < nb || src->map(len, &base))
+		return NULL;
+	mem = (char *)upa_align_up((uintptr_t)base + UPA_HEADER, align);
+	c = mem_chunk(mem);
+	offset = (size_t)((char *)c - (char *)base);
+	c->prev_size = offset;
+	chunk_set_head(c, (len - offset) | UPA_IS_MMAPPED);
+	mmapped_count(1, len);
+	return c;
+}
+
+static bool mmapped_chunk_ok(const struct upa_chunk *c)
+{
+	uintptr_t base = (uintptr_t)c - c->prev_size;
+	size_t len = c->prev_size + chunk_size(c);
+
+	return ((base | len) & (upa_page_size - 1)) == 0 &&
+	       chunk_aligned(chunk_mem(c)) && base <= (uintptr_t)c;
+}
+
+void upa_region_munmap_chunk(struct upa_chunk *c)
+{
+	size_t len = c->prev_size + chunk_size(c);
+
+	UPA_CHECK(mmapped_chunk_ok(c), "munmap_chunk(): invalid pointer");
+	src->unmap((char *)c - c->prev_size, len);
+	mmapped_count(-1, -(ssize_t)len);
+}
+
+/* Resize an mmapped chunk's region to hold nb bytes; NULL if impossible. */
+struct upa_chunk *upa_region_remap_chunk(struct upa_chunk *c, size_t nb)
+{
+	size_t offset = c->prev_size;
+	size_t old_len = offset + chunk_size(c);
+	size_t new_len = upa_align_up(offset + nb + UPA_WORD, upa_page_size);
+	void *base;
+
+	UPA_CHECK(mmapped_chunk_ok(c), "realloc(): invalid pointer");
+	if (new_len < nb)
+		return NULL;
+	if (new_len == old_len)
+		return c;
+	if (src->resize((char *)c - offset, old_len, new_len, true, &base))
+		return NULL;
+	c = chunk_at(base, offset);
+	chunk_set_head(c, (new_len - offset) | UPA_IS_MMAPPED);
+	mmapped_count(0, (ssize_t)new_len - (ssize_t)old_len);
+	return c;
+}
+
+int upa_region_decommit(void *addr, size_t len)
+{
+	return src->decommit(addr, len);
+}
+
+int upa_region_proc_stats(struct upalloc_proc_stats *st)
+{
+	return src->proc_stats(st);
+}
+
+void upa_region_counts(size_t *chunks, size_t *bytes, size_t *max_chunks,
+		       size_t *max_bytes)
+{
+	*chunks = __atomic_load_n(&mmapped_chunks, __ATOMIC_RELAXED);
+	*bytes = __atomic_load_n(&mmapped_bytes, __ATOMIC_RELAXED);
+	*max_chunks = __atomic_load_n(&max_mmapped_chunks, __ATOMIC_RELAXED);
+	*max_bytes = __atomic_load_n(&max_mmapped_bytes, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tcache.c: per-thread cache set-up, refill and teardown.
+ *
+ * A thread is set up by its first slow-path malloc or free: the limits are
+ * copied into its cache (until then limit == 0 sends every free to the slow
+ * path), it joins the list of live threads (for statistics) and registers
+ * a pthread key whose destructor returns the cache at thread exit.
+ * pthread_key_create/pthread_setspecific do not allocate for the first 32
+ * keys; if glibc ever calls calloc for a later key, that re-enters malloc
+ * with the cache already set up, which is fine.
+ */
+#include <pthread.h>
+
+#include "internal.h"
+#include "tcache.h"
+
+__thread struct upa_tcache upa_tc
+	__attribute__((tls_model("initial-exec"))) = { .state = UPA_THREAD_NEW };
+
+static pthread_key_t tcache_key;
+static bool tcache_key_ok;
+static struct upa_tcache *thread_list;
+/* Counters of threads that have exited. */
+static size_t retired_counter[UPA_TC_COUNTERS];
+
+static void tcache_thread_exit(void *arg);
+
+void upa_thread_setup(struct upa_tcache *tc)
+{
+	if (tc->state != UPA_THREAD_NEW)
+		return;
+	upa_lock(&upa_global_lock);
+	if (!tcache_key_ok)
+		tcache_key_ok = pthread_key_create(&tcache_key,
+						   tcache_thread_exit) == 0;
+	tc->limit = upa_mp.tcache_count;
+	tc->nbins = upa_mp.tcache_bins;
+	tc->state = UPA_THREAD_LIVE;
+	tc->prev = NULL;
+	tc->next = thread_list;
+	if (thread_list)
+		thread_list->prev = tc;
+	thread_list = tc;
+	upa_unlock(&upa_global_lock);
+	if (tcache_key_ok)
+		pthread_setspecific(tcache_key, tc);
+}
+
+/* Return every cached chunk to its arena; the cache stays off. */
+static void tcache_flush(struct upa_tcache *tc)
+{
+	unsigned int i;
+
+	tc->limit = 0;
+	tc->nbins = 0;
+	for (i = 0; i < UPA_TCACHE_BINS; i++) {
+		while (tc->head[i]) {
+			struct upa_tcache_entry *e = tcache_pop(tc, i);
+
+			upa_free_chunk_any(mem_chunk(e));
+		}
+	}
+}
+
+static void tcache_thread_exit(void *arg)
+{
+	struct upa_tcache *tc = arg;
+	unsigned int i;
+
+	if (tc != &upa_tc || tc->state != UPA_THREAD_LIVE)
+		return;
+	tc->state = UPA_THREAD_DEAD;
+	tcache_flush(tc);
+	upa_arena_detach(tc);
+	upa_lock(&upa_global_lock);
+	for (i = 0; i < UPA_TC_COUNTERS; i++)
+		retired_counter[i] += tc->counter[i];
+	if (tc->prev)
+		tc->prev->next = tc->next;
+	else
+		thread_list = tc->next;
+	if (tc->next)
+		tc->next->prev = tc->prev;
+	tc->next = tc->prev = NULL;
+	upa_unlock(&upa_global_lock);
+}
+
+/*
+ * The key matched: either a double free or user data that happens to hold
+ * the key. Walk the bin to tell; glibc does the same.
+ */
+void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
+				 void *mem)
+{
+	struct upa_tcache_entry *e = tc->head[idx];
+	unsigned int n = 0;
+
+	while (e && n++ <= tc->count[idx]) {
+		UPA_CHECK(e != mem, "free(): double free detected in tcache");
+		UPA_CHECK(chunk_aligned(e),
+			  "malloc(): unaligned tcache chunk detected");
+		e = tcache_reveal(&e->next, e->next);
+	}
+}
+
+/*
+ * Called with a's lock held after the slow path took a chunk from a fast
+ * or small bin: move more chunks of the same size into the cache, so that
+ * the next mallocs of this size take no lock. The bin pop functions do the
+ * integrity checks.
+ */
+void upa_tcache_fill(struct upa_tcache *tc, struct upa_arena *a,
+		     unsigned int idx)
+{
+	size_t size = (idx + 2) * 16;
+
+	if (idx >= tc->nbins)
+		return;
+	while (tc->count[idx] < tc->limit) {
+		struct upa_chunk *c;
+
+		if (size <= upa_mp.max_fast && a->fastbins[fastbin_index(size)])
+			c = upa_fastbin_pop(a, fastbin_index(size));
+		else if (in_smallbin_range(size))
+			c = upa_smallbin_pop(a, bin_index(size));
+		else
+			c = NULL;
+		if (!c)
+			break;
+		tcache_push(tc, idx, chunk_mem(c));
+	}
+}
+
+/* Sum the counters of all threads, live and exited, and the cached bytes. */
+void upa_threads_sum(size_t *counters, size_t *tcache_bytes)
+{
+	struct upa_tcache *tc;
+	unsigned int i;
+	size_t bytes = 0;
+
+	upa_lock(&upa_global_lock);
+	for (i = 0; i < UPA_TC_COUNTERS; i++)
+		counters[i] = retired_counter[i];
+	for (tc = thread_list; tc; tc = tc->next) {
+		for (i = 0; i < UPA_TC_COUNTERS; i++)
+			counters[i] += __atomic_load_n(&tc->counter[i],
+						       __ATOMIC_RELAXED);
+		for (i = 0; i < UPA_TCACHE_BINS; i++)
+			bytes += (size_t)__atomic_load_n(&tc->count[i],
+							 __ATOMIC_RELAXED) *
+				 (i + 2) * 16;
+	}
+	upa_unlock(&upa_global_lock);
+	*tcache_bytes = bytes;
+}
+
+/* Fork child: the other threads are gone, their caches with them. */
+void upa_threads_after_fork_child(void)
+{
+	struct upa_tcache *tc = &upa_tc;
+
+	if (tc->state == UPA_THREAD_LIVE) {
+		tc->next = tc->prev = NULL;
+		thread_list = tc;
+	} else {
+		thread_list = NULL;
+	}
+}
