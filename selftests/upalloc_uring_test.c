@@ -368,7 +368,9 @@ TEST_F(uring, unknown_cmd_op_gives_enotty)
 {
 	const unsigned int ops[] = {
 		_IOWR(UPALLOC_IOC_MAGIC, 0x7f, struct upalloc_range),
-		_IOR(UPALLOC_IOC_MAGIC, 0x00, struct upalloc_range),
+		/* VERSION's number with the wrong direction */
+		_IOW(UPALLOC_IOC_MAGIC, 0x00, struct upalloc_version),
+		_IOWR(UPALLOC_IOC_MAGIC, 0x06, struct upalloc_range),
 		_IOWR('N', 0x80, struct upalloc_range),
 		0, 1, 0xffffffffu,
 	};
@@ -378,6 +380,8 @@ TEST_F(uring, unknown_cmd_op_gives_enotty)
 	NEED_DEVICE();
 	for (i = 0; i < ARRAY_SIZE(ops); i++) {
 		EXPECT_EQ(-ENOTTY, upa_ioctl(self->fd, ops[i], buf)) TH_LOG("op %#x", ops[i]);
+		/* Rejected before anything was written back. */
+		EXPECT_EQ(0, buf[0]);
 		EXPECT_EQ(-ENOTTY, ring_cmd(&self->ring, self->fd, ops[i], buf))
 			TH_LOG("op %#x", ops[i]);
 	}
@@ -580,7 +584,8 @@ TEST_F(uring, non_device_fd_is_refused)
 	int fd;
 
 	NEED_DEVICE();
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	/* (Not /dev/null: it has a ->uring_cmd that accepts anything.) */
+	fd = memfd_create("not-upalloc", MFD_CLOEXEC);
 	ASSERT_LE(0, fd);
 	/*
 	 * io_uring itself refuses files without ->uring_cmd (EOPNOTSUPP)
