@@ -184,8 +184,9 @@ TEST_F(realloc, realloc_of_mmapped_chunk_shrinks_keeping_data)
 
 TEST_F(realloc, realloc_moves_small_chunk_to_mmap_and_back)
 {
-	void *p = malloc(1000), *q, *r;
+	void *p = malloc(1000), *guard = malloc(24), *q, *r;
 
+	/* the guard keeps p from growing into the top chunk */
 	fill(p, 1000, 7);
 	q = realloc(p, 1 << 20);
 	ASSERT_NE(NULL, q);
@@ -195,6 +196,7 @@ TEST_F(realloc, realloc_moves_small_chunk_to_mmap_and_back)
 	ASSERT_NE(NULL, r);
 	EXPECT_TRUE(filled(r, 500, 7));
 	free(r);
+	free(guard);
 }
 
 TEST_F(realloc, realloc_zero_frees_and_returns_null)

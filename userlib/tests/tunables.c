@@ -124,12 +124,12 @@ static size_t top_after_growth(struct __test_metadata *_metadata)
 	struct upa_lib_stats before, now;
 	int i;
 
-	ASSERT_EQ(0, stats_read(&before))
+	ASSERT_EQ(0, stats_read(&before));
 	for (i = 0; i < 4096; i++) {
 		void *p = malloc(32 << 10);
 
-		ASSERT_NE(NULL, p)
-		ASSERT_EQ(0, stats_read(&now))
+		ASSERT_NE(NULL, p);
+		ASSERT_EQ(0, stats_read(&now));
 		if (now.heap_grows > before.heap_grows)
 			return now.bytes_top;
 	}
@@ -148,9 +148,12 @@ TEST_F(tunables, mallopt_top_pad_grows_heap_by_pad)
 TEST_F(tunables, env_top_pad_grows_heap_by_pad)
 {
 	const char *const env[] = { "UPALLOC_TOP_PAD=16777216", NULL };
-	/* a 600 kB heap request on a fresh heap makes the break move */
-	const char *const argv[] = { "mallopt", "-3", "1048576",
-				     "malloc", "600000", "stats", NULL };
+	/*
+	 * 30 MB in the heap: more than the first heap holds with either pad,
+	 * so the break moves up after the request and leaves the pad on top.
+	 */
+	const char *const argv[] = { "mallopt", "-3", "33554432",
+				     "malloc", "30000000", "stats", NULL };
 	struct probe_result r;
 
 	ASSERT_EQ(0, run_probe(&r, env, argv));
@@ -375,20 +378,25 @@ TEST_F(tunables, tcache_count_zero_disables_thread_cache)
 TEST_F(tunables, tcache_count_limits_cached_chunks_per_size)
 {
 	struct upa_lib_stats before, after;
-	void *p[6], *q[6];
+	void *p[6], *q[5];
 	int i;
 
 	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 4));
 	for (i = 0; i < 6; i++)
 		p[i] = malloc(104);
 	for (i = 0; i < 6; i++)
-		free(p[i]);
+		free(p[i]);	/* 4 cached, 2 to the fast bin */
 	STATS(before);
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < 4; i++)
 		q[i] = malloc(104);
 	STATS(after);
 	EXPECT_EQ(before.tcache_hits + 4, after.tcache_hits);
-	for (i = 0; i < 6; i++)
+	/* the cache is empty now: the fifth comes from the fast bin */
+	q[4] = malloc(104);
+	STATS(after);
+	EXPECT_EQ(before.tcache_hits + 4, after.tcache_hits);
+	EXPECT_EQ(before.fastbin_hits + 1, after.fastbin_hits);
+	for (i = 0; i < 5; i++)
 		free(q[i]);
 }
 

@@ -122,6 +122,8 @@ static inline size_t chunk_request(size_t c)
 	}								\
 	FIXTURE_TEARDOWN(name)						\
 	{								\
+		/* a failed ASSERT leaves the log trigger armed */	\
+		_metadata->trigger = 0;					\
 		EXPECT_EQ(0, upa_heap_check())				\
 			TH_LOG("upa_heap_check() failed after the test");	\
 	}
