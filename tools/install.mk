@@ -76,8 +76,12 @@ install-pkgconfig:
 		$(UPALLOC_TOP)/tools/upalloc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/upalloc.pc
 
 # upalloc-run learns where the library went; upalloc-run imports upastat
-# from its own directory, so the tools stay together in BINDIR.
+# from its own directory, so the tools stay together in BINDIR. Its exit
+# hook goes to LIBDIR/upalloc/.
 install-tools:
+	$(MAKE) -C $(UPALLOC_TOP)/tools/upalloc-run-stats
+	$(INSTALL) -D -m 0755 $(upalloc_build)/tools/upalloc-run-stats.so \
+		$(DESTDIR)$(LIBDIR)/upalloc/upalloc-run-stats.so
 	$(INSTALL) -d $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 0755 $(UPALLOC_TOP)/tools/upastat $(UPALLOC_TOP)/tools/heapviz \
 		$(DESTDIR)$(BINDIR)/
@@ -122,11 +126,13 @@ uninstall: uninstall-module
 		$(DESTDIR)$(LIBDIR)/libupalloc.so $(DESTDIR)$(LIBDIR)/libupalloc.a \
 		$(DESTDIR)$(INCLUDEDIR)/upalloc.h $(DESTDIR)$(INCLUDEDIR)/linux/upalloc.h \
 		$(DESTDIR)$(PKGCONFIGDIR)/upalloc.pc \
+		$(DESTDIR)$(LIBDIR)/upalloc/upalloc-run-stats.so \
 		$(addprefix $(DESTDIR)$(BINDIR)/,$(upalloc_tools)) \
 		$(addprefix $(DESTDIR)$(MANDIR)/man1/,$(upalloc_man1)) \
 		$(addprefix $(DESTDIR)$(MANDIR)/man3/,$(upalloc_man3)) \
 		$(addprefix $(DESTDIR)$(MANDIR)/man4/,$(upalloc_man4)) \
 		$(DESTDIR)$(UDEVRULESDIR)/99-upalloc.rules
+	-rmdir $(DESTDIR)$(LIBDIR)/upalloc 2>/dev/null
 	$(if $(DESTDIR),,-$(LDCONFIG))
 
 # The module's source as DKMS wants it: dkms.conf at the top, the Kbuild
