@@ -176,13 +176,14 @@ TEST_F(fork, child_can_fault_brk_decommit_unmap)
 		CHILD_CHECK(b.old_brk == PAGES(4));
 		CHILD_CHECK(check_zero_pages(heap, 4, 4) == -1);
 		fill_pages(heap, 4, 4, 2);
-		/* Decommit a page still shared with the parent. */
-		CHILD_CHECK(upa_decommit(self->fd, heap + PAGES(1), PAGES(1), &nr) == 0);
+		/* Decommit two pages still shared with the parent. */
+		CHILD_CHECK(upa_decommit(self->fd, heap + PAGES(1), PAGES(2), &nr) == 0);
+		CHILD_CHECK(nr == 2);
+		CHILD_CHECK(check_zero_pages(heap, 1, 1) == -1);	/* faults page 1 */
+		/* Populate brings back the other one, then shrink below them. */
+		CHILD_CHECK(upa_populate(self->fd, heap + PAGES(1), PAGES(2), &nr) == 0);
 		CHILD_CHECK(nr == 1);
-		CHILD_CHECK(check_zero_pages(heap, 1, 1) == -1);
-		/* Populate it again, then shrink below it. */
-		CHILD_CHECK(upa_populate(self->fd, heap, PAGES(8), &nr) == 0);
-		CHILD_CHECK(nr == 1);
+		CHILD_CHECK(check_zero_pages(heap, 1, 2) == -1);
 		CHILD_CHECK(upa_set_brk(self->fd, heap, PAGES(2), NULL) == 0);
 		CHILD_CHECK(upa_probe_read(heap + PAGES(3), &v, NULL) == SIGBUS);
 		CHILD_CHECK(check_pages(heap, 0, 1, 1) == -1);
@@ -211,6 +212,41 @@ TEST_F(fork, child_can_fault_brk_decommit_unmap)
 	EXPECT_EQ(6, ps.pages_live);
 	EXPECT_EQ(4 + NPAGES, ps.pages_committed);
 	ASSERT_EQ(0, munmap(heap, PAGES(16)));
+}
+
+/*
+ * POPULATE in a child whose pages are still shared with the parent: the
+ * number of pages it reports must be the number it allocated (whether it
+ * maps shared pages read-only or copies them for writing).
+ */
+TEST_F(fork, populate_in_child_reports_what_it_allocates)
+{
+	char *p = self->p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 4, 1);		/* 4 shared pages, 4 absent */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct upalloc_proc_stats before, after;
+		uint64_t nr = 0;
+
+		CHILD_CHECK(upa_proc_stats(self->fd, &before) == 0);
+		CHILD_CHECK(upa_populate(self->fd, p, PAGES(NPAGES), &nr) == 0);
+		CHILD_CHECK(upa_proc_stats(self->fd, &after) == 0);
+		CHILD_CHECK(check_pages(p, 0, 4, 1) == -1);
+		CHILD_CHECK(check_zero_pages(p, 4, 4) == -1);
+		fprintf(stderr, "# child: populate reported %llu pages, allocated %llu, cow_copies %llu\n",
+			(unsigned long long)nr,
+			(unsigned long long)(after.pages_allocated - before.pages_allocated),
+			(unsigned long long)(after.cow_copies - before.cow_copies));
+		CHILD_CHECK(nr == 4);
+		CHILD_CHECK(after.pages_allocated - before.pages_allocated == nr);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
 }
 
 TEST_F(fork, madv_dontfork_hides_region_from_child)
