@@ -3,11 +3,13 @@
  * devfault: the cost of first-touch faults and of populating on a
  * /dev/upalloc region, next to anonymous memory, in the same process.
  *
- * Usage: devfault [--quick] [--pages=N] [--reps=R] [--threads=T]
+ * Usage: devfault [--quick] [--pages=N] [--reps=R] [--threads=T] [--test=NAME]
+ * (--test: only that one, e.g. to profile it)
  *
  * For each kind of memory (dev: a plain MAP_SHARED mapping of /dev/upalloc,
- * committed whole; anon: MAP_PRIVATE | MAP_ANONYMOUS with MADV_NOHUGEPAGE,
- * so that both sides fault 4 KiB pages) it times, on a fresh mapping of N
+ * committed whole; anon: MAP_PRIVATE | MAP_ANONYMOUS, with transparent huge
+ * pages disabled for the process (PR_SET_THP_DISABLE, also covering
+ * MAP_POPULATE) so that both sides fault 4 KiB pages) it times, on a fresh mapping of N
  * pages each time, the median of R repetitions of:
  *
  *   touch     one write per page, in address order (one fault per page)
@@ -25,6 +27,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "uapi/upalloc.h"
@@ -66,8 +69,6 @@ static unsigned char *map_region(enum kind kind, size_t len, int populate)
 		 MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
 	if (p == MAP_FAILED)
 		bench_fail("anonymous mmap of %zu bytes: %s", len, strerror(errno));
-	/* 4 KiB faults on both sides; this can only fail without THP. */
-	madvise(p, len, MADV_NOHUGEPAGE);
 	return p;
 }
 
@@ -206,7 +207,7 @@ static int cmp_u64(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	size_t npages = 16384;
-	int reps = 5, quick = 0;
+	int reps = 5, quick = 0, only = -1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = ncpu > 4 ? 4 : ncpu < 2 ? 2 : (int)ncpu;
 	double ns[2][NTESTS];
@@ -223,8 +224,16 @@ int main(int argc, char **argv)
 			reps = atoi(argv[i] + 7);
 		} else if (strncmp(argv[i], "--threads=", 10) == 0) {
 			nthreads = atoi(argv[i] + 10);
+		} else if (strncmp(argv[i], "--test=", 7) == 0) {
+			for (int t = 0; t < NTESTS; t++)
+				if (strcmp(argv[i] + 7, test_name[t]) == 0)
+					only = t;
+			if (only < 0) {
+				fprintf(stderr, "%s: unknown test %s\n", argv[0], argv[i] + 7);
+				return 2;
+			}
 		} else {
-			fprintf(stderr, "usage: %s [--quick] [--pages=N] [--reps=R] [--threads=T]\n",
+			fprintf(stderr, "usage: %s [--quick] [--pages=N] [--reps=R] [--threads=T] [--test=NAME]\n",
 				argv[0]);
 			return 2;
 		}
@@ -235,6 +244,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	page_size = sysconf(_SC_PAGESIZE);
+	/* 4 KiB faults on both sides, MAP_POPULATE included. */
+	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0))
+		bench_fail("PR_SET_THP_DISABLE: %s", strerror(errno));
 	dev_fd = open(UPALLOC_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 	if (dev_fd < 0) {
 		printf("devfault: SKIP %s: %s\n", UPALLOC_DEVICE_PATH, strerror(errno));
@@ -248,6 +260,10 @@ int main(int argc, char **argv)
 	for (int test = 0; test < NTESTS; test++) {
 		uint64_t t[2][reps];
 
+		if (only >= 0 && test != only) {
+			ns[DEV][test] = ns[ANON][test] = 0;
+			continue;
+		}
 		/* dev and anon alternate, so that drift hits both alike. */
 		for (int r = 0; r < reps; r++)
 			for (int kind = 0; kind < 2; kind++)
@@ -261,6 +277,11 @@ int main(int argc, char **argv)
 	printf("devfault: %zu pages of %zu bytes, median of %d, %d threads%s\n",
 	       npages, page_size, reps, nthreads, quick ? " (quick)" : "");
 	printf("%-16s %12s %12s %10s\n", "ns/page", "dev", "anon", "dev/anon");
+	if (only >= 0) {
+		printf("%-16s %12.1f %12.1f %10.3f\n", test_name[only],
+		       ns[DEV][only], ns[ANON][only], ns[DEV][only] / ns[ANON][only]);
+		return 0;
+	}
 	for (int test = 0; test < NTESTS; test++)
 		printf("%-16s %12.1f %12.1f %10.3f\n", test_name[test],
 		       ns[DEV][test], ns[ANON][test],
