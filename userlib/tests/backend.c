@@ -9,6 +9,7 @@
  * with the heap and shrink when it is trimmed or a chunk unmapped).
  */
 #include <dirent.h>
+#include <dlfcn.h>
 
 #include "upa_test.h"
 
@@ -181,6 +182,7 @@ TEST_F(backend, device_heap_pages_come_from_module)
 		SKIP(return, "not on the device backend");
 	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 16 << 20));
 	ASSERT_EQ(1, mallopt(M_TRIM_THRESHOLD, 128 << 10));
+	ASSERT_EQ(1, mallopt(M_TOP_PAD, 0));	/* the trim keeps no pad */
 	ASSERT_EQ(0, dev_proc_stats(&before));
 	p = malloc(4 << 20);
 	ASSERT_NE(NULL, p);
@@ -269,6 +271,46 @@ TEST_F(backend, device_trim_decommits_free_pages)
 	EXPECT_LE(before.pages_decommitted + 500, after.pages_decommitted);
 	EXPECT_LE(before.pages_freed + 500, after.pages_freed);
 	free(guard);
+}
+
+/* ---- interposition: the preload library exports the whole family ---- */
+
+TEST_F(backend, preload_library_defines_every_malloc_symbol)
+{
+	static const char *const names[] = {
+		"malloc", "free", "cfree", "calloc", "realloc", "reallocarray",
+		"memalign", "posix_memalign", "aligned_alloc", "valloc",
+		"pvalloc", "malloc_usable_size", "malloc_trim", "mallopt",
+		"mallinfo", "mallinfo2", "malloc_stats", "malloc_info",
+		"__libc_malloc", "__libc_free", "__libc_calloc",
+		"__libc_realloc", "__libc_memalign", "__libc_valloc",
+		"__libc_pvalloc", "__posix_memalign",
+		"upa_malloc", "upa_free", "upa_heap_check", "upa_lib_stats",
+	};
+	char dir[PATH_MAX], so[PATH_MAX + 32], real_so[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+	unsigned int i;
+	void *h;
+
+	ASSERT_LT(0, len);
+	dir[len] = 0;
+	*strrchr(dir, '/') = 0;	/* build/userlib/tests */
+	snprintf(so, sizeof(so), "%s/../libupalloc.so", dir);
+	if (access(so, R_OK))
+		SKIP(return, "%s is not built", so);
+	ASSERT_NE(NULL, realpath(so, real_so));
+	h = dlopen(real_so, RTLD_NOW | RTLD_LOCAL);
+	ASSERT_NE(NULL, h) TH_LOG("dlopen: %s", dlerror());
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		void *sym = dlsym(h, names[i]);
+		Dl_info info;
+
+		/* a name the library lacks would resolve to glibc's */
+		ASSERT_NE(NULL, sym) TH_LOG("%s is missing", names[i]);
+		ASSERT_NE(0, dladdr(sym, &info));
+		EXPECT_STREQ(real_so, info.dli_fname)
+			TH_LOG("%s comes from %s", names[i], info.dli_fname);
+	}
 }
 
 TEST_HARNESS_MAIN

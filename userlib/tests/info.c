@@ -389,4 +389,26 @@ TEST_F(info, malloc_stats_reports_arena_totals)
 	free(q);
 }
 
+TEST_F(info, malloc_stats_reports_page_source)
+{
+	static char buf[1 << 16];
+	struct upalloc_proc_stats ps;
+	void *p = malloc(3 << 20);
+
+	memset(p, 1, 3 << 20);
+	capture_malloc_stats(buf, sizeof(buf));
+	if (!backend_is_device()) {
+		EXPECT_NE(NULL, strstr(buf, "backend: mmap")) TH_LOG("%s", buf);
+		free(p);
+		return;
+	}
+	/* the device's per-process counters, as the module reports them */
+	ASSERT_EQ(0, dev_proc_stats(&ps));
+	EXPECT_NE(NULL, strstr(buf, "backend: device")) TH_LOG("%s", buf);
+	EXPECT_EQ((long long)ps.regions_live, number_after(buf, "regions live"))
+		TH_LOG("%s", buf);
+	EXPECT_LE(768, number_after(buf, "pages live")) TH_LOG("%s", buf);
+	free(p);
+}
+
 TEST_HARNESS_MAIN

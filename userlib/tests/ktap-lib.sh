@@ -45,8 +45,10 @@ ktap_run_binary() {
 	local name=$1 tmo=$2 out rc line plan=-1 seen=0
 	shift 2
 	out=$(mktemp "${TMPDIR:-/tmp}/upa-bin.XXXXXX")
+	SECONDS=0
 	timeout -k 5 "$tmo" "$@" >"$out" 2>&1 </dev/null
 	rc=$?
+	ktap_diag "$name: ${SECONDS}s"
 	while IFS= read -r line; do
 		case $line in
 		"TAP version"*|"KTAP version"*)

@@ -470,4 +470,51 @@ TEST_F(tunables, env_malformed_value_is_ignored)
 	EXPECT_EQ(1, probe_value(&r, "mmapped"));
 }
 
+/* ---- UPA_M_HEAP_RESERVE ---- */
+
+TEST_F(tunables, mallopt_heap_reserve_rejects_non_power_of_two)
+{
+	EXPECT_EQ(0, mallopt(UPA_M_HEAP_RESERVE, 3 << 20));
+	EXPECT_EQ(0, mallopt(UPA_M_HEAP_RESERVE, -1));
+}
+
+TEST_F(tunables, env_heap_reserve_limits_heap_size)
+{
+	/* with a 2 MiB heap, a 3 MB chunk cannot live in a heap: mmapped */
+	const char *const env[] = { "UPALLOC_HEAP_RESERVE=2097152", NULL };
+	const char *const argv[] = { "mallopt", "-3", "33554432",
+				     "malloc", "3000000", "chunk", "0",
+				     "malloc", "100", "check", NULL };
+	struct probe_result r;
+
+	ASSERT_EQ(0, run_probe(&r, env, argv));
+	PROBE_OK(r);
+	EXPECT_EQ(1, probe_value(&r, "mmapped")) TH_LOG("%s", r.out);
+	EXPECT_EQ(0, probe_value(&r, "heap_check"));
+	ASSERT_EQ(0, run_probe(&r, NULL, argv));
+	PROBE_OK(r);
+	EXPECT_EQ(0, probe_value(&r, "mmapped")) TH_LOG("%s", r.out);
+}
+
+/* ---- UPALLOC_STATS ---- */
+
+TEST_F(tunables, env_stats_prints_statistics_at_exit)
+{
+	const char *const env[] = { "UPALLOC_STATS=1", NULL };
+	const char *const argv[] = { "malloc", "100", "malloc", "200", NULL };
+	struct probe_result r;
+	const char *calls;
+
+	ASSERT_EQ(0, run_probe(&r, env, argv));
+	PROBE_OK(r);
+	EXPECT_NE(NULL, strstr(r.err, "upalloc: statistics at exit"))
+		TH_LOG("stderr: %s", r.err);
+	calls = strstr(r.err, "\nmalloc_calls ");
+	ASSERT_NE(NULL, calls) TH_LOG("stderr: %s", r.err);
+	EXPECT_LE(2, strtoll(calls + 14, NULL, 10));
+	ASSERT_EQ(0, run_probe(&r, NULL, argv));
+	PROBE_OK(r);
+	EXPECT_EQ(NULL, strstr(r.err, "statistics at exit")) TH_LOG("%s", r.err);
+}
+
 TEST_HARNESS_MAIN
