@@ -72,18 +72,31 @@ static int range_check(const struct upalloc_range *rg)
 	return 0;
 }
 
-/* Map the populated range so that touching it takes no fault. */
-static int populate_map(struct vm_area_struct *vma, unsigned long addr,
-			unsigned long len)
+/*
+ * Map the populated range [first, last) through the fault path, so that
+ * touching it takes no fault: writable where the region holds the page
+ * alone, read-only where the page is still shared with a fork relative
+ * (populating never copies: the first write does, as it would anyway).
+ * These faults count like any other.
+ */
+static int populate_map(struct vm_area_struct *vma, pgoff_t first,
+			pgoff_t last)
 {
-	unsigned int flags = vma->vm_flags & VM_WRITE ? FAULT_FLAG_WRITE : 0;
-	unsigned long end = addr + len;
+	struct upalloc_region *r = vma->vm_private_data;
+	bool writable = vma->vm_flags & VM_WRITE;
+	unsigned int flags;
+	pgoff_t idx;
 	int err;
 
-	for (; addr < end; addr += PAGE_SIZE) {
+	for (idx = first; idx < last; idx++) {
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		err = fixup_user_fault(vma->vm_mm, addr, flags, NULL);
+		flags = writable && upalloc_region_page_exclusive(r, idx) ?
+			FAULT_FLAG_WRITE : 0;
+		/* No unlock pointer: the mmap lock stays held throughout. */
+		err = fixup_user_fault(vma->vm_mm,
+				       vma->vm_start + (idx << PAGE_SHIFT),
+				       flags, NULL);
 		if (err)
 			return err;
 		cond_resched();
@@ -123,7 +136,7 @@ static long cmd_range(void __user *arg, bool populate)
 	if (populate) {
 		err = upalloc_region_fill(r, first, last, &nr);
 		if (!err)
-			err = populate_map(vma, untagged_addr(rg.addr), rg.len);
+			err = populate_map(vma, first, last);
 	} else {
 		nr = upalloc_region_decommit(r, vma, first, last);
 	}

@@ -91,27 +91,31 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 		}
 		vmf->page = page;
 		ret = VM_FAULT_LOCKED;
-	} else {
-		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
 	}
 
 	ns = ktime_get_ns() - start;
+	trace_fault(r->base, addr, idx, write, ret, ns);
+	if (ret == VM_FAULT_SIGBUS)
+		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
 	upalloc_count(r->proc, write ? UPALLOC_STAT_FAULTS_WRITE :
 		      UPALLOC_STAT_FAULTS_READ, 1);
 	upalloc_count_fault_latency(r->proc, ns);
-	trace_fault(r->base, addr, idx, write, ret, ns);
 	return ret;
 }
 
 static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
 {
 	struct upalloc_region *r = vmf->vma->vm_private_data;
-	/* A present PTE: a read-only mapping being made writable. */
-	bool upgrade = (vmf->flags & FAULT_FLAG_ORIG_PTE_VALID) &&
-		       pte_present(vmf->orig_pte);
+	bool upgrade;
 
 	if (!r)
 		return VM_FAULT_SIGBUS;
+	/*
+	 * A present PTE: a read-only mapping being made writable, not the
+	 * second half of a write fault on an empty PTE. (vmf->flags cannot
+	 * tell: do_page_mkwrite() overwrites them.)
+	 */
+	upgrade = pte_present(vmf->orig_pte);
 	return upalloc_region_mkwrite(r, vmf->vma, vmf->address & PAGE_MASK,
 				      vmf->pgoff - r->base, vmf->page,
 				      upgrade);

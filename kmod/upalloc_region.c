@@ -567,6 +567,19 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 	return err;
 }
 
+/* Does r hold a page at idx that no fork relative shares? (A hint.) */
+bool upalloc_region_page_exclusive(struct upalloc_region *r, pgoff_t idx)
+{
+	struct page *page;
+	bool exclusive;
+
+	rcu_read_lock();
+	page = xa_load(&r->pages, idx);
+	exclusive = page && page_share(page) == 1;
+	rcu_read_unlock();
+	return exclusive;
+}
+
 /* Fill the outputs of REGION_INFO except start. */
 void upalloc_region_describe(struct upalloc_region *r,
 			     struct upalloc_region_info *info)
