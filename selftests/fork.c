@@ -7,6 +7,8 @@
  * keeps a region out of the child; a child that execs drops its share; and
  * once both are gone every page is freed.
  */
+#include <sys/uio.h>
+
 #include "upalloc_test.h"
 
 #define NPAGES 8
@@ -212,6 +214,52 @@ TEST_F(fork, child_can_fault_brk_decommit_unmap)
 	EXPECT_EQ(6, ps.pages_live);
 	EXPECT_EQ(4 + NPAGES, ps.pages_committed);
 	ASSERT_EQ(0, munmap(heap, PAGES(16)));
+}
+
+/*
+ * Writes the kernel does on a process's behalf (read(2) into the buffer,
+ * process_vm_writev) take the same copy-on-write path as user writes.
+ */
+TEST_F(fork, kernel_writes_after_fork_are_private)
+{
+	struct upa_channel *ch = &self->ch;
+	char *p = self->p;
+	char data[64];
+	int pipefd[2];
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 4, 1);
+	memset(data, 'K', sizeof(data));
+	ASSERT_EQ(0, pipe(pipefd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct iovec local = { data, sizeof(data) };
+		struct iovec remote = { p + PAGES(1) + 100, sizeof(data) };
+
+		CHILD_CHECK(write(pipefd[1], data, sizeof(data)) == sizeof(data));
+		CHILD_CHECK(read(pipefd[0], p + 100, sizeof(data)) == sizeof(data));
+		CHILD_CHECK(process_vm_writev(getpid(), &local, 1, &remote, 1, 0) ==
+			    sizeof(data));
+		CHILD_CHECK(!memcmp(p + 100, data, sizeof(data)));
+		CHILD_CHECK(!memcmp(p + PAGES(1) + 100, data, sizeof(data)));
+		TELL_PARENT(ch, 'c');
+		CHILD_CHECK(WAIT_PARENT(ch) == 'p');
+		/* The parent's kernel write to page 2 is not ours. */
+		CHILD_CHECK(check_pages(p, 2, 2, 1) == -1);
+		_exit(0);
+	}
+	ASSERT_EQ('c', WAIT_CHILD(ch));
+	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
+	ASSERT_EQ(sizeof(data), write(pipefd[1], data, sizeof(data)));
+	ASSERT_EQ(sizeof(data), read(pipefd[0], p + PAGES(2), sizeof(data)));
+	TELL_CHILD(ch, 'p');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(0, memcmp(p + PAGES(2), data, sizeof(data)));
+	EXPECT_EQ(-1, check_pages(p, 0, 2, 1));
+	close(pipefd[0]);
+	close(pipefd[1]);
 }
 
 /*

@@ -123,6 +123,28 @@ TEST_F(heap_brk, touch_beyond_break_raises_sigbus)
 	EXPECT_EQ(2, upa_pages_present(self->fd, self->heap));
 }
 
+/* The kernel touching memory beyond the break gets EFAULT, not a signal. */
+TEST_F(heap_brk, kernel_access_beyond_break_is_efault)
+{
+	int pipefd[2];
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_set_brk(self->fd, self->heap, PAGES(1), NULL));
+	ASSERT_EQ(0, pipe(pipefd));
+	ASSERT_EQ(3, write(pipefd[1], "abc", 3));
+	errno = 0;
+	EXPECT_EQ(-1, read(pipefd[0], self->heap + PAGES(1), 3));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, write(pipefd[1], self->heap + PAGES(2), 3));
+	EXPECT_EQ(EFAULT, errno);
+	/* Below the break the same calls work; nothing was consumed above. */
+	EXPECT_EQ(3, read(pipefd[0], self->heap + PAGES(1) - 3, 3));
+	EXPECT_EQ(0, memcmp(self->heap + PAGES(1) - 3, "abc", 3));
+	EXPECT_EQ(1, upa_pages_present(self->fd, self->heap));
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 TEST_F(heap_brk, raising_break_commits)
 {
 	struct upa_stats before, after;

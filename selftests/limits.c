@@ -8,6 +8,8 @@
  * committed memory never fails, even after the limit is lowered. Every test
  * restores the parameters it changed.
  */
+#include <sys/mount.h>
+
 #include "upalloc_test.h"
 
 FIXTURE(limits) {
@@ -211,6 +213,135 @@ TEST_F(limits, later_touch_never_fails_after_limit_lowered)
 	EXPECT_EQ(ENOMEM, errno);
 	ASSERT_EQ(0, munmap(h, PAGES(16)));
 	ASSERT_EQ(0, munmap(p, PAGES(16)));
+}
+
+/* ---- memory cgroup charging ---------------------------------------------- */
+
+#define CG_MOUNT	"/tmp/upalloc-selftest-cgroup2"
+#define CG_PAGES	1024
+/* memcg charges go through per-CPU stocks of up to 64 pages per CPU. */
+#define CG_SLACK	256
+
+static int cg_write(const char *dir, const char *file, const char *text)
+{
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -errno;
+}
+
+static long long cg_read_ll(const char *dir, const char *file)
+{
+	char path[256];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static bool cg_has_word(const char *dir, const char *file, const char *word)
+{
+	char path[256], w[64];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fscanf(f, "%63s", w) == 1)
+		found = !strcmp(w, word);
+	fclose(f);
+	return found;
+}
+
+TEST_F(limits, pages_are_charged_to_callers_memcg)
+{
+	struct upa_channel ch;
+	char root[128], cg[192];
+	bool mounted = false, enabled = false;
+	long long c0, c1, c2;
+	pid_t pid;
+
+	NEED_DEVICE();
+	snprintf(root, sizeof(root), "/sys/fs/cgroup");
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK)) {
+		mkdir(CG_MOUNT, 0700);
+		if (mount("none", CG_MOUNT, "cgroup2", 0, NULL))
+			SKIP(return, "cannot mount cgroup2: %s", strerror(errno));
+		mounted = true;
+		snprintf(root, sizeof(root), CG_MOUNT);
+	}
+	if (!cg_has_word(root, "cgroup.controllers", "memory")) {
+		if (mounted)
+			umount(CG_MOUNT);
+		SKIP(return, "no memory controller");
+	}
+	if (!cg_has_word(root, "cgroup.subtree_control", "memory")) {
+		ASSERT_EQ(0, cg_write(root, "cgroup.subtree_control", "+memory"));
+		enabled = true;
+	}
+	snprintf(cg, sizeof(cg), "%s/upalloc-selftest-%d", root, getpid());
+	ASSERT_EQ(0, mkdir(cg, 0755));
+	ASSERT_EQ(0, channel_open(&ch));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *p;
+
+		CHILD_CHECK(cg_write(cg, "cgroup.procs", "0") == 0);
+		/* Map before measuring: only the pages remain to be charged. */
+		p = upa_map(self->fd, PAGES(CG_PAGES), 0);
+		CHILD_CHECK(p != NULL);
+		TELL_PARENT(&ch, 'j');
+		CHILD_CHECK(WAIT_PARENT(&ch) == 'm');
+		write_pages(p, 0, CG_PAGES, 1);
+		TELL_PARENT(&ch, 't');
+		CHILD_CHECK(WAIT_PARENT(&ch) == 'm');
+		CHILD_CHECK(munmap(p, PAGES(CG_PAGES)) == 0);
+		TELL_PARENT(&ch, 'u');
+		CHILD_CHECK(WAIT_PARENT(&ch) == 'x');
+		_exit(0);
+	}
+	ASSERT_EQ('j', WAIT_CHILD(&ch));
+	c0 = cg_read_ll(cg, "memory.current");
+	TELL_CHILD(&ch, 'm');
+	ASSERT_EQ('t', WAIT_CHILD(&ch));
+	c1 = cg_read_ll(cg, "memory.current");
+	TELL_CHILD(&ch, 'm');
+	ASSERT_EQ('u', WAIT_CHILD(&ch));
+	c2 = cg_read_ll(cg, "memory.current");
+	TELL_CHILD(&ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	channel_close(&ch);
+
+	TH_LOG("memory.current: %lld -> %lld -> %lld bytes", c0, c1, c2);
+	EXPECT_LE(0, c0);
+	/* The child's cgroup pays for its pages, and gets them back. */
+	EXPECT_LE((long long)PAGES(CG_PAGES - CG_SLACK), c1 - c0);
+	EXPECT_GE((long long)PAGES(CG_PAGES + CG_SLACK), c1 - c0);
+	EXPECT_LE((long long)PAGES(CG_PAGES - CG_SLACK), c1 - c2);
+
+	rmdir(cg);
+	if (enabled)
+		cg_write(root, "cgroup.subtree_control", "-memory");
+	if (mounted)
+		umount(CG_MOUNT);
 }
 
 UPALLOC_TEST_MAIN

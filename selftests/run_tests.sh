@@ -98,6 +98,8 @@ for bin in "$@"; do
 		result fail "$base.startup" "no KTAP output, $why"
 	fi
 	missing=$((plan - seen))
+	complete=0
+	[ "$plan" -ge 0 ] && [ "$missing" -eq 0 ] && complete=1
 	while [ "$missing" -gt 0 ]; do
 		result fail "${current:-$base.result_$((seen + 1))}" "no result, $why"
 		current=""
@@ -106,8 +108,8 @@ for bin in "$@"; do
 	done
 	case "$exit_code" in
 	0 | 1 | 4) ;;
-	*) [ "$plan" -ge 0 ] && [ "$plan" -eq "$seen" ] &&
-		result fail "$base.exit_status" "$why" ;;
+	*) # every result was there, yet the binary died or hung at the end
+		[ "$complete" = 1 ] && result fail "$base.exit_status" "$why" ;;
 	esac
 
 	if [ $can_read_kernel_log = 1 ]; then

@@ -220,12 +220,14 @@ TEST_F(stats, proc_stats_ioctl_matches_workload)
 	ASSERT_NE(NULL, a);
 	write_pages(a, 0, 6, 1);			/* 6 write faults */
 	read_pages(a, 6, 1);				/* 1 read fault */
+	write_pages(a, 6, 1, 1);			/* 1 mkwrite upgrade */
 	h = upa_map_heap(self->fd, PAGES(64));
 	ASSERT_NE(NULL, h);
 	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(10), NULL));
 	ASSERT_EQ(0, upa_populate(self->fd, h, PAGES(4), &nr));	/* 4 populated, 4 write faults */
 	ASSERT_EQ(4, nr);
 	read_pages(h, 4, 2);				/* 2 read faults */
+	ASSERT_EQ(SIGBUS, upa_probe_read(h + PAGES(10), NULL, NULL));	/* 1 more */
 	ASSERT_EQ(0, upa_decommit(self->fd, a, PAGES(2), &nr));	/* 2 freed */
 	ASSERT_EQ(2, nr);
 	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
@@ -238,10 +240,15 @@ TEST_F(stats, proc_stats_ioctl_matches_workload)
 	EXPECT_EQ(18, ps.pages_committed);
 	EXPECT_EQ(13, ps.pages_allocated);
 	EXPECT_EQ(2, ps.pages_freed);
-	/* POPULATE maps its pages through ->fault: 4 more write faults. */
-	EXPECT_EQ(13, ps.faults);
-	EXPECT_EQ(3, ps.faults_read);
+	/*
+	 * POPULATE maps its pages through ->fault: 4 more write faults; the
+	 * refused fault beyond the break counts as a read fault and a SIGBUS.
+	 */
+	EXPECT_EQ(14, ps.faults);
+	EXPECT_EQ(4, ps.faults_read);
 	EXPECT_EQ(10, ps.faults_write);
+	EXPECT_EQ(1, ps.faults_mkwrite);
+	EXPECT_EQ(1, ps.sigbus);
 	EXPECT_EQ(0, ps.cow_copies);
 	EXPECT_EQ(4, ps.pages_populated);
 	EXPECT_EQ(2, ps.pages_decommitted);
@@ -256,6 +263,10 @@ TEST_F(stats, proc_stats_ioctl_matches_workload)
 	EXPECT_EQ(ps.faults, STAT_DELTA(after, before, faults));
 	EXPECT_EQ(ps.faults_read, STAT_DELTA(after, before, faults_read));
 	EXPECT_EQ(ps.faults_write, STAT_DELTA(after, before, faults_write));
+	EXPECT_EQ(ps.faults_mkwrite, STAT_DELTA(after, before, faults_mkwrite));
+	EXPECT_EQ(ps.sigbus, STAT_DELTA(after, before, sigbus));
+	EXPECT_EQ(ps.cow_copies, STAT_DELTA(after, before, cow_copies));
+	EXPECT_EQ(ps.enomem, STAT_DELTA(after, before, enomem));
 	EXPECT_EQ(ps.pages_populated, STAT_DELTA(after, before, pages_populated));
 	EXPECT_EQ(ps.pages_decommitted, STAT_DELTA(after, before, pages_decommitted));
 
