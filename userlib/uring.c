@@ -103,9 +103,9 @@ static struct {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* environ directly: getenv() may not be usable this early in a preload. */
 static const char *env_lookup(const char *name)
 {
-	extern char **environ;
 	size_t n = strlen(name);
 	char **e;
 
