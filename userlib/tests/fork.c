@@ -294,8 +294,13 @@ static int stdio_fork_workload(void *unused)
 		files[i] = tmpfile();
 		if (!files[i])
 			return 10;
-		for (j = 0; j < 500; j++)
-			fprintf(files[i], "%0*d\n", 10 + (j * 37) % 300, j);
+		/*
+		 * Lines of 1.5 to 6 kB: getline's buffer then grows beyond the
+		 * thread cache, so its mallocs take an arena lock while the
+		 * FILE lock is held (the first link of the deadlock cycle).
+		 */
+		for (j = 0; j < 200; j++)
+			fprintf(files[i], "%0*d\n", 1500 + (j * 397) % 4500, j);
 		rewind(files[i]);
 		pthread_create(&rd[i], NULL, line_reader, files[i]);
 		pthread_create(&fl[i], NULL, flusher, NULL);
@@ -316,7 +321,7 @@ static int stdio_fork_workload(void *unused)
 }
 
 TEST_F_TIMEOUT(fork, fork_while_threads_hold_stdio_locks_does_not_deadlock,
-	       120)
+	       150)
 {
 	EXPECT_CHILD_OK(stdio_fork_workload, NULL, 90);
 }
@@ -350,7 +355,6 @@ static int signal_fork_workload(void *unused)
 	struct sigaction sa = { .sa_handler = fork_in_handler };
 	void *keep[32] = { NULL };
 	unsigned int x = 99;
-	long rounds = 0;
 	int i;
 
 	(void)unused;
@@ -358,7 +362,14 @@ static int signal_fork_workload(void *unused)
 	sa.sa_flags = SA_RESTART;
 	if (sigaction(SIGPROF, &sa, NULL))
 		return 20;
-	/* CPU-time ticks land wherever the process spends its time: in malloc */
+	/*
+	 * No system calls in the loop (the heap neither grows nor shrinks),
+	 * and sizes above the thread cache: nearly all the CPU time, where
+	 * the CPU-time ticks land, is spent inside malloc and free with the
+	 * arena locked.
+	 */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_TOP_PAD, 4 << 20);
 	if (setitimer(ITIMER_PROF, &every_ms, NULL))
 		return 21;
 	while (handler_forks < HANDLER_FORKS) {
@@ -367,9 +378,7 @@ static int signal_fork_workload(void *unused)
 		x = x * 1103515245 + 12345;
 		slot = (x >> 8) % 32;
 		free(keep[slot]);
-		keep[slot] = malloc((x >> 12) % 8 == 0 ? (200 << 10) :
-				    (x >> 16) % 4000);
-		rounds++;
+		keep[slot] = malloc(1100 + (x >> 16) % 3000);
 	}
 	setitimer(ITIMER_PROF, &off, NULL);
 	for (i = 0; i < 32; i++)
@@ -380,7 +389,7 @@ static int signal_fork_workload(void *unused)
 }
 
 TEST_F_TIMEOUT(fork, fork_from_signal_handler_during_malloc_does_not_deadlock,
-	       120)
+	       150)
 {
 	EXPECT_CHILD_OK(signal_fork_workload, NULL, 90);
 }

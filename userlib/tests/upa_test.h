@@ -270,7 +270,7 @@ static inline int run_child(int (*fn)(void *), void *arg, int timeout_s,
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		alarm(timeout_s + 5);	/* never outlive the test */
+		alarm(timeout_s + 30);	/* never outlive the test */
 		_exit(fn(arg));
 	}
 	return wait_bounded(pid, timeout_s, status);
@@ -282,6 +282,8 @@ static inline int run_child(int (*fn)(void *), void *arg, int timeout_s,
 		ASSERT_EQ(0, run_child(fn, arg, timeout_s, &__st))	\
 			TH_LOG("child did not finish within %d s (deadlock)", \
 			       timeout_s);				\
+		EXPECT_FALSE(WIFSIGNALED(__st) && WTERMSIG(__st) == SIGALRM) \
+			TH_LOG("child hung until its alarm (deadlock)");	\
 		EXPECT_TRUE(WIFEXITED(__st) && WEXITSTATUS(__st) == 0)	\
 			TH_LOG("child failed: %s %d",			\
 			       WIFEXITED(__st) ? "exit status" : "signal", \
