@@ -165,6 +165,8 @@ void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh)
 		mem = bins_search(a, nb);
 		if (mem)
 			return mem;
+		UPA_CHECK(upa_top_size(a) <= a->system_mem,
+			  "malloc(): corrupted top size");
 		if (upa_top_size(a) >= nb + UPA_MIN_CHUNK)
 			return top_take(a, nb, fresh);
 		if (a->have_fastchunks) {
