@@ -91,7 +91,7 @@ WORKLOADS = [
     _micro("pairloop", "malloc+free pair loop, 16..256 bytes (the callgrind fast-path loop)"),
     Workload("python", "program", "python3 building dicts/objects, sorting, JSON (PYTHONMALLOC=malloc)",
              lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "py_workload.py")] +
-             (["0.1"] if quick else []),
+             (["0.03"] if quick else []),
              env={"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0",
                   "PYTHONDONTWRITEBYTECODE": "1"}),
     Workload("sqlite", "program", "sqlite3 :memory: running a generated SQL file (inserts, indexes, queries)",
@@ -103,7 +103,7 @@ WORKLOADS = [
              checksum="output", output=lambda quick: _input("bench_gen.o", quick)),
     Workload("perl", "program", "perl building hashes of arrays, regexes, sort and join",
              lambda quick: ["/usr/bin/perl", os.path.join(BENCH_DIR, "programs", "perl_workload.pl")] +
-             (["0.1"] if quick else [])),
+             (["0.03"] if quick else [])),
 ]
 WORKLOAD_NAMES = [w.name for w in WORKLOADS]
 
@@ -209,8 +209,8 @@ def gen_c(functions):
 
 def gen_inputs(quick):
     """Write the program inputs (only when their content changes)."""
-    _write_if_changed(_input("bench.sql", quick), gen_sql(2000 if quick else 20000))
-    _write_if_changed(_input("bench_gen.c", quick), gen_c(12 if quick else 120))
+    _write_if_changed(_input("bench.sql", quick), gen_sql(800 if quick else 20000))
+    _write_if_changed(_input("bench_gen.c", quick), gen_c(6 if quick else 120))
 
 
 def env_for(alloc, backend):
@@ -359,9 +359,13 @@ def upalloc_version():
             return ""
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "userlib")
+    lib = allocator("upalloc").preload
     built = ""
-    if os.path.exists(UPALLOC_SO):
-        built = time.strftime(" built %Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(UPALLOC_SO)))
+    if os.path.exists(lib):
+        built = time.strftime(" built %Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(lib)))
+        built += ", sha256 %s" % _file_digest(lib)
+        if lib != UPALLOC_SO:
+            built += ", from %s" % os.path.relpath(lib, TOP)
     return "git %s%s%s" % (head, " +uncommitted userlib changes" if dirty else "", built)
 
 

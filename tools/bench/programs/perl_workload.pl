@@ -9,6 +9,8 @@ use warnings;
 
 my $scale = @ARGV ? $ARGV[0] : 1.0;
 my $rounds = int(14 * $scale) || 1;
+# Below one round's worth, the rounds get smaller instead.
+my $lines = 14 * $scale >= 1 ? 20000 : int(20000 * 14 * $scale) || 500;
 my $state = 7;
 
 # Own PRNG: results must not depend on perl's rand().
@@ -21,7 +23,7 @@ my $checksum = 0;
 for my $round (1 .. $rounds) {
 	my %index;
 	my @lines;
-	for my $i (1 .. 20000) {
+	for my $i (1 .. $lines) {
 		my $k = lcg();
 		my $line = sprintf("id=%d key=%x words=%s", $i, $k,
 				   join(",", map { "w" . (($k >> $_) & 63) } (0, 6, 12, 18)));

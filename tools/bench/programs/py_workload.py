@@ -58,11 +58,13 @@ def one_round(rng, n):
 def main():
     scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
     rounds = max(1, int(9 * scale))
+    # Below one round's worth, the rounds get smaller instead.
+    records = 20000 if 9 * scale >= 1 else max(500, int(20000 * 9 * scale))
     rng = Lcg(6)
     checksum = 0
     for _ in range(rounds):
-        checksum = (checksum * 1000003 ^ one_round(rng, 20000)) & (2**64 - 1)
-    print("result workload=python checksum=%016x rounds=%d" % (checksum, rounds))
+        checksum = (checksum * 1000003 ^ one_round(rng, records)) & (2**64 - 1)
+    print("result workload=python checksum=%016x rounds=%d records=%d" % (checksum, rounds, records))
 
 
 main()
