@@ -245,18 +245,19 @@ static int check_tcache(struct check *ck)
 		while (e) {
 			struct upa_chunk *c = mem_chunk(e);
 
-			if (++n > tc->count[i])
+			if (++n > tcache_count(tc, i))
 				CHECK_FAIL(ck, "tcache bin %u longer than its count %u",
-					   i, tc->count[i]);
+					   i, tcache_count(tc, i));
 			if (!chunk_aligned(e) || chunk_size(c) != (i + 2) * 16 ||
 			    e->key != upa_tcache_key)
 				CHECK_FAIL(ck, "tcache bin %u: bad entry %p", i,
 					   (void *)e);
 			e = tcache_reveal(&e->next, e->next);
 		}
-		if (n != tc->count[i])
+		if (tc->room[i] > tcache_bin_limit(tc, i) ||
+		    n != tcache_count(tc, i))
 			CHECK_FAIL(ck, "tcache bin %u: count %u but %u entries",
-				   i, tc->count[i], n);
+				   i, tcache_count(tc, i), n);
 	}
 	return 0;
 }

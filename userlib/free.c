@@ -161,7 +161,7 @@ void upa_free_slow(void *mem)
 		unsigned int idx = tcache_index(size);
 
 		upa_thread_setup(tc);
-		if (idx < tc->nbins && tc->count[idx] < tc->limit) {
+		if (idx < UPA_TCACHE_BINS && tc->room[idx]) {
 			struct upa_tcache_entry *e = mem;
 
 			if (e->key == upa_tcache_key)

@@ -274,6 +274,9 @@ static inline struct upa_arena *upa_arena_of(const struct upa_chunk *c)
 void upa_thread_setup(struct upa_tcache *tc);
 void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
 				 void *mem);
+void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
+			   unsigned int nbins);
+void upa_tcache_free_keyed(struct upa_tcache *tc, unsigned int idx, void *mem);
 void upa_tcache_fill(struct upa_tcache *tc, struct upa_arena *a,
 		     unsigned int idx);
 void upa_threads_sum(size_t *counters, size_t *tcache_bytes);

@@ -65,7 +65,7 @@ static void tcache_refill(struct upa_arena *a, size_t nb)
 	struct upa_tcache *tc = &upa_tc;
 	unsigned int idx = tcache_index(nb);
 
-	if (idx < tc->nbins && tc->count[idx] < tc->limit)
+	if (idx < UPA_TCACHE_BINS && tc->room[idx])
 		upa_tcache_fill(tc, a, idx);
 }
 

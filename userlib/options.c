@@ -106,14 +106,14 @@ int upa_option_set(int param, int value)
 			return 0;
 		upa_mp.tcache_count = (unsigned int)value;
 		if (tc->state == UPA_THREAD_LIVE)
-			tc->limit = upa_mp.tcache_count;
+			upa_tcache_set_limits(tc, upa_mp.tcache_count, tc->nbins);
 		return 1;
 	case UPA_M_TCACHE_MAX:
 		if (value < 0 || value > UPA_TCACHE_MAX_REQUEST)
 			return 0;
 		upa_mp.tcache_bins = tcache_index(upa_request_size(v)) + 1;
 		if (tc->state == UPA_THREAD_LIVE)
-			tc->nbins = upa_mp.tcache_bins;
+			upa_tcache_set_limits(tc, tc->limit, upa_mp.tcache_bins);
 		return 1;
 	case UPA_M_HEAP_RESERVE:
 		/* Fixed once the first heap exists (the heap mask). */

@@ -34,9 +34,8 @@ void upa_thread_setup(struct upa_tcache *tc)
 	if (!tcache_key_ok)
 		tcache_key_ok = pthread_key_create(&tcache_key,
 						   tcache_thread_exit) == 0;
-	tc->limit = upa_mp.tcache_count;
-	tc->nbins = upa_mp.tcache_bins;
 	tc->state = UPA_THREAD_LIVE;
+	upa_tcache_set_limits(tc, upa_mp.tcache_count, upa_mp.tcache_bins);
 	tc->prev = NULL;
 	tc->next = thread_list;
 	if (thread_list)
@@ -47,20 +46,51 @@ void upa_thread_setup(struct upa_tcache *tc)
 		pthread_setspecific(tcache_key, tc);
 }
 
+/*
+ * Change the calling thread's limits, keeping what is cached up to the new
+ * limit (the excess goes back to the arenas); the room of each bin follows.
+ */
+void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
+			   unsigned int nbins)
+{
+	unsigned int i;
+
+	if (nbins > UPA_TCACHE_BINS)
+		nbins = UPA_TCACHE_BINS;
+	if (tc->state != UPA_THREAD_LIVE)
+		limit = nbins = 0;
+	for (i = 0; i < UPA_TCACHE_BINS; i++) {
+		unsigned int count = tcache_count(tc, i);
+		unsigned int new_limit = i < nbins ? limit : 0;
+
+		for (; count > new_limit; count--) {
+			struct upa_tcache_entry *e = tcache_pop(tc, i);
+
+			upa_free_chunk_any(mem_chunk(e));
+		}
+		tc->room[i] = (uint16_t)(new_limit - count);
+	}
+	tc->limit = limit;
+	tc->nbins = nbins;
+}
+
 /* Return every cached chunk to its arena; the cache stays off. */
 static void tcache_flush(struct upa_tcache *tc)
 {
 	unsigned int i;
 
-	tc->limit = 0;
-	tc->nbins = 0;
 	for (i = 0; i < UPA_TCACHE_BINS; i++) {
 		while (tc->head[i]) {
-			struct upa_tcache_entry *e = tcache_pop(tc, i);
+			struct upa_tcache_entry *e = tc->head[i];
 
+			tc->head[i] = tcache_reveal(&e->next, e->next);
+			e->key = 0;
 			upa_free_chunk_any(mem_chunk(e));
 		}
+		tc->room[i] = 0;
 	}
+	tc->limit = 0;
+	tc->nbins = 0;
 }
 
 static void tcache_thread_exit(void *arg)
@@ -96,12 +126,20 @@ void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
 	struct upa_tcache_entry *e = tc->head[idx];
 	unsigned int n = 0;
 
-	while (e && n++ <= tc->count[idx]) {
+	while (e && n++ <= tcache_count(tc, idx)) {
 		UPA_CHECK(e != mem, "free(): double free detected in tcache");
 		UPA_CHECK(chunk_aligned(e),
 			  "malloc(): unaligned tcache chunk detected");
 		e = tcache_reveal(&e->next, e->next);
 	}
+}
+
+/* free() of a block that carries the key: scan, then cache it. */
+void upa_tcache_free_keyed(struct upa_tcache *tc, unsigned int idx, void *mem)
+{
+	upa_tcache_double_free_scan(tc, idx, mem);
+	tcache_push(tc, idx, mem);
+	tc->counter[UPA_TC_FREES]++;
 }
 
 /*
@@ -115,9 +153,7 @@ void upa_tcache_fill(struct upa_tcache *tc, struct upa_arena *a,
 {
 	size_t size = (idx + 2) * 16;
 
-	if (idx >= tc->nbins)
-		return;
-	while (tc->count[idx] < tc->limit) {
+	while (tc->room[idx]) {
 		struct upa_chunk *c;
 
 		if (size <= upa_mp.max_fast && a->fastbins[fastbin_index(size)])
@@ -147,8 +183,9 @@ void upa_threads_sum(size_t *counters, size_t *tcache_bytes)
 			counters[i] += __atomic_load_n(&tc->counter[i],
 						       __ATOMIC_RELAXED);
 		for (i = 0; i < UPA_TCACHE_BINS; i++)
-			bytes += (size_t)__atomic_load_n(&tc->count[i],
-							 __ATOMIC_RELAXED) *
+			bytes += (size_t)(tcache_bin_limit(tc, i) -
+					  __atomic_load_n(&tc->room[i],
+							  __ATOMIC_RELAXED)) *
 				 (i + 2) * 16;
 	}
 	upa_unlock(&upa_global_lock);

@@ -11,7 +11,9 @@
  * at thread exit the whole cache goes back to the arenas (tcache.c).
  *
  * Invariants (checked by upa_heap_check for the calling thread):
- *   count[i] == length of the list at head[i] <= limit;
+ *   room[i] == bin_limit(i) - (length of the list at head[i]) >= 0, where
+ *   bin_limit(i) is limit for i < nbins and 0 above: so "room[idx] != 0" is
+ *   the whole test of a cacheable free (a thread not set up has no room);
  *   every entry is a 16-aligned chunk of (i + 2) * 16 bytes, in use in its
  *   arena, with key == upa_tcache_key; next pointers are stored mangled
  *   (safe-linking: (address of the field >> 12) ^ pointer).
@@ -47,7 +49,7 @@ enum upa_thread_counter {
 
 struct upa_tcache {
 	struct upa_tcache_entry *head[UPA_TCACHE_BINS];
-	uint16_t count[UPA_TCACHE_BINS];
+	uint16_t room[UPA_TCACHE_BINS];	/* free slots per bin */
 	unsigned int limit;		/* chunks per bin; 0 until set up */
 	unsigned int nbins;		/* bins in use; 0 until set up */
 	size_t counter[UPA_TC_COUNTERS];
@@ -64,6 +66,19 @@ static inline unsigned int tcache_index(size_t chunk_size)
 	return (unsigned int)(chunk_size >> 4) - 2;
 }
 
+static inline unsigned int tcache_bin_limit(const struct upa_tcache *tc,
+					    unsigned int idx)
+{
+	return idx < tc->nbins ? tc->limit : 0;
+}
+
+/* Chunks cached in bin idx. */
+static inline unsigned int tcache_count(const struct upa_tcache *tc,
+					unsigned int idx)
+{
+	return tcache_bin_limit(tc, idx) - tc->room[idx];
+}
+
 static inline struct upa_tcache_entry *tcache_reveal(const void *pos,
 						     uintptr_t v)
 {
@@ -76,7 +91,7 @@ static inline void tcache_push(struct upa_tcache *tc, unsigned int idx,
 	e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)tc->head[idx];
 	e->key = upa_tcache_key;
 	tc->head[idx] = e;
-	tc->count[idx]++;
+	tc->room[idx]--;
 }
 
 static inline struct upa_tcache_entry *tcache_pop(struct upa_tcache *tc,
@@ -86,7 +101,7 @@ static inline struct upa_tcache_entry *tcache_pop(struct upa_tcache *tc,
 
 	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
 	tc->head[idx] = tcache_reveal(&e->next, e->next);
-	tc->count[idx]--;
+	tc->room[idx]++;
 	e->key = 0;
 	return e;
 }
@@ -118,14 +133,15 @@ static inline void upa_free_inline(void *mem)
 	c = mem_chunk(mem);
 	size = chunk_size(c);
 	idx = tcache_index(size);
-	/* Mmapped chunks are >= a page: their idx is never < nbins. */
-	if (likely(idx < tc->nbins && tc->count[idx] < tc->limit)) {
+	/* Mmapped chunks are >= a page: their idx is never that small. */
+	if (likely(idx < UPA_TCACHE_BINS && tc->room[idx])) {
 		struct upa_tcache_entry *e = mem;
 
 		UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
 			  "free(): invalid pointer");
+		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))
-			upa_tcache_double_free_scan(tc, idx, mem);
+			return upa_tcache_free_keyed(tc, idx, mem);
 		tcache_push(tc, idx, e);
 		tc->counter[UPA_TC_FREES]++;
 		return;
