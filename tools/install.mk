@@ -44,7 +44,7 @@ upalloc_man4 := upalloc.4
 
 .PHONY: install uninstall install-lib install-headers install-pkgconfig \
 	install-tools install-man install-udev install-module \
-	uninstall-module dkms-install dkms-uninstall install-dkms-source
+	build-module-for-install uninstall-module dkms-install dkms-uninstall install-dkms-source
 
 install: install-lib install-headers install-pkgconfig install-tools \
 	install-man install-udev install-module
@@ -100,8 +100,17 @@ install-udev:
 		$(DESTDIR)$(UDEVRULESDIR)/99-upalloc.rules
 	$(if $(DESTDIR),,-udevadm control --reload-rules 2>/dev/null)
 
-# One module per kernel release in KVER, built against its headers.
-install-module:
+# One module per kernel release in KVER, built against its headers. The
+# build is a recipe of its own: 'make -n' runs lines that use $(MAKE), and
+# must not run the install lines with them.
+install-module: build-module-for-install
+	@for k in $(upalloc_kvers); do \
+		$(INSTALL) -D -m 0644 $(upalloc_build)/kmod/$$k/upalloc.ko \
+			$(DESTDIR)/lib/modules/$$k/updates/upalloc.ko || exit 1; \
+		$(if $(DESTDIR),true,$(DEPMOD) -a $$k) || exit 1; \
+	done
+
+build-module-for-install:
 	@for k in $(upalloc_kvers); do \
 		if [ ! -d /lib/modules/$$k/build ] && [ ! -d /usr/src/linux-headers-$$k ]; then \
 			echo "install-module: no kernel headers for $$k (apt-get install linux-headers-$$k)," \
@@ -109,9 +118,6 @@ install-module:
 			exit 1; \
 		fi; \
 		$(MAKE) -C $(UPALLOC_TOP)/kmod KVER=$$k || exit 1; \
-		$(INSTALL) -D -m 0644 $(upalloc_build)/kmod/$$k/upalloc.ko \
-			$(DESTDIR)/lib/modules/$$k/updates/upalloc.ko || exit 1; \
-		$(if $(DESTDIR),true,$(DEPMOD) -a $$k) || exit 1; \
 	done
 
 uninstall-module:

@@ -8,9 +8,13 @@
  * prefixed "device_". A "%p" in the name is replaced by the pid, so that
  * forked children do not overwrite their parent's file.
  *
+ * With UPALLOC_RUN_MALLOC_INFO set (same "%p" rule) it also writes
+ * malloc_info(0, ...) of the preloaded allocator there, for heapviz.
+ *
  * It runs as a destructor, late in exit: the heaps still exist, so the
- * device's pages_live is what the program held at its end. No allocation
- * and no stdio: the lines are formatted into a stack buffer.
+ * device's pages_live is what the program held at its end. The statistics
+ * need no allocation and no stdio (a stack buffer and write(2));
+ * malloc_info writes to a FILE by its definition, so that part uses stdio.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -137,6 +141,25 @@ static void device_stats(struct out *o)
 	close(fd);
 }
 
+static void write_malloc_info(void)
+{
+	const char *tmpl = getenv("UPALLOC_RUN_MALLOC_INFO");
+	int (*info_fn)(int, FILE *);
+	char path[4096];
+	FILE *fp;
+
+	if (!tmpl || !*tmpl || !expand_path(tmpl, path, sizeof(path)))
+		return;
+	info_fn = (int (*)(int, FILE *))dlsym(RTLD_DEFAULT, "malloc_info");
+	if (!info_fn)
+		return;
+	fp = fopen(path, "we");
+	if (!fp)
+		return;
+	info_fn(0, fp);
+	fclose(fp);
+}
+
 __attribute__((destructor)) static void upalloc_run_stats_at_exit(void)
 {
 	const char *tmpl = getenv("UPALLOC_RUN_STATS_FILE");
@@ -145,8 +168,9 @@ __attribute__((destructor)) static void upalloc_run_stats_at_exit(void)
 	struct out o;
 	int fd;
 
+	write_malloc_info();
 	if (!tmpl || !*tmpl || !expand_path(tmpl, path, sizeof(path)))
-		return;
+		goto out;
 	o.len = 0;
 	lib_stats(&o);
 	device_stats(&o);
@@ -167,5 +191,6 @@ __attribute__((destructor)) static void upalloc_run_stats_at_exit(void)
 		}
 		close(fd);
 	}
+out:
 	errno = saved_errno;
 }
