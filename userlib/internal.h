@@ -180,7 +180,7 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb);
 bool upa_region_trim(struct upa_arena *a, size_t pad,
 		     struct upa_heap **released);
 void upa_region_release_heaps(struct upa_heap *list);
-struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align);
+struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align, bool force);
 void upa_region_munmap_chunk(struct upa_chunk *c);
 struct upa_chunk *upa_region_remap_chunk(struct upa_chunk *c, size_t nb);
 int upa_region_decommit(void *addr, size_t len);

@@ -200,7 +200,7 @@ static void *arena_malloc(size_t nb, bool *fresh)
 	if (unlikely(tc->state == UPA_THREAD_NEW))
 		upa_thread_setup(tc);
 	if (nb >= upa_mp.mmap_threshold) {
-		c = upa_region_mmap_chunk(nb, UPA_ALIGN);
+		c = upa_region_mmap_chunk(nb, UPA_ALIGN, false);
 		if (c) {
 			if (fresh)
 				*fresh = true;
@@ -214,7 +214,7 @@ static void *arena_malloc(size_t nb, bool *fresh)
 		return mem;
 
 	/* The heap could not grow: a region of its own, or another arena. */
-	c = upa_region_mmap_chunk(nb, UPA_ALIGN);
+	c = upa_region_mmap_chunk(nb, UPA_ALIGN, true);
 	if (c) {
 		if (fresh)
 			*fresh = true;

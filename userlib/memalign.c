@@ -72,13 +72,13 @@ void *upa_int_memalign(size_t align, size_t n)
 	}
 	nb = upa_request_size(n);
 	if (nb >= upa_mp.mmap_threshold) {
-		c = upa_region_mmap_chunk(nb, align);
+		c = upa_region_mmap_chunk(nb, align, false);
 		if (c)
 			return chunk_mem(c);
 	}
 	mem = memalign_heap(align, nb);
 	if (!mem) {
-		c = upa_region_mmap_chunk(nb, align);
+		c = upa_region_mmap_chunk(nb, align, true);
 		if (c)
 			return chunk_mem(c);
 		errno = ENOMEM;

@@ -314,9 +314,10 @@ static void mmapped_count(ssize_t chunks, ssize_t bytes)
 /*
  * A region of its own for a chunk of nb bytes whose user memory is aligned
  * to align (16 or a larger power of two). NULL when mapping fails or the
- * mmap_max count is reached.
+ * mmap_max count is reached, unless force: the heaps could not serve it
+ * (M_MMAP_MAX=0 must not make requests larger than a heap impossible).
  */
-struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align)
+struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align, bool force)
 {
 	size_t len, offset;
 	struct upa_chunk *c;
@@ -325,7 +326,7 @@ struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align)
 
 	if (align < UPA_ALIGN)
 		align = UPA_ALIGN;
-	if (__atomic_load_n(&mmapped_chunks, __ATOMIC_RELAXED) >=
+	if (!force && __atomic_load_n(&mmapped_chunks, __ATOMIC_RELAXED) >=
 	    upa_mp.mmap_max)
 		return NULL;
 	len = nb + UPA_WORD + (align > UPA_ALIGN ? align : 0);
