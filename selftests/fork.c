@@ -116,6 +116,7 @@ TEST_F(fork, child_region_is_marked_forked)
 {
 	struct upa_channel *ch = &self->ch;
 	struct upalloc_region_info info;
+	struct upalloc_proc_stats ps;
 	char *p = self->p;
 	pid_t pid;
 
@@ -131,6 +132,11 @@ TEST_F(fork, child_region_is_marked_forked)
 		CHILD_CHECK(info.brk == PAGES(NPAGES));
 		CHILD_CHECK(info.pages_present == 4);
 		CHILD_CHECK(info.pages_shared == 4);
+		/* The child's own statistics: one region (the copy), 4 pages. */
+		CHILD_CHECK(upa_proc_stats(self->fd, &ps) == 0);
+		CHILD_CHECK(ps.regions_live == 1 && ps.regions_created == 1);
+		CHILD_CHECK(ps.pages_live == 4 && ps.pages_allocated == 0);
+		CHILD_CHECK(ps.pages_committed == NPAGES);
 		/* Writing a shared page unshares it on both sides. */
 		p[0] = 1;
 		CHILD_CHECK(upa_region_info(self->fd, p, &info) == 0);
@@ -295,6 +301,44 @@ TEST_F(fork, populate_in_child_reports_what_it_allocates)
 	}
 	EXPECT_EQ(0, wait_child_ok(pid));
 	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
+}
+
+/* The parent giving pages back (decommit, lower break) leaves the child's. */
+TEST_F(fork, parent_decommit_and_brk_leave_child_snapshot)
+{
+	struct upa_channel *ch = &self->ch;
+	struct upalloc_region_info info;
+	char *p = self->p, *heap;
+	uint64_t nr;
+	pid_t pid;
+
+	NEED_DEVICE();
+	heap = upa_map_heap(self->fd, PAGES(8));
+	ASSERT_NE(NULL, heap);
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(8), NULL));
+	fill_pages(p, 0, NPAGES, 1);
+	fill_pages(heap, 0, 8, 2);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		CHILD_CHECK(WAIT_PARENT(ch) == 'd');
+		CHILD_CHECK(check_pages(p, 0, NPAGES, 1) == -1);
+		CHILD_CHECK(check_pages(heap, 0, 8, 2) == -1);
+		CHILD_CHECK(upa_region_info(self->fd, heap, &info) == 0);
+		CHILD_CHECK(info.brk == PAGES(8) && info.pages_present == 8);
+		/* Nothing is shared any more: the parent dropped its shares. */
+		CHILD_CHECK(info.pages_shared == 6);
+		CHILD_CHECK(upa_region_info(self->fd, p, &info) == 0);
+		CHILD_CHECK(info.pages_present == NPAGES && info.pages_shared == 0);
+		_exit(0);
+	}
+	ASSERT_EQ(0, upa_decommit(self->fd, p, PAGES(NPAGES), &nr));
+	EXPECT_EQ(NPAGES, nr);
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(6), NULL));
+	EXPECT_EQ(-1, check_zero_pages(p, 0, NPAGES));
+	TELL_CHILD(ch, 'd');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	ASSERT_EQ(0, munmap(heap, PAGES(8)));
 }
 
 TEST_F(fork, madv_dontfork_hides_region_from_child)

@@ -313,6 +313,103 @@ TEST_F(lifetimes, whole_region_mprotect_works)
 	ASSERT_EQ(0, munmap(p, PAGES(NPAGES)));
 }
 
+/* madvise on part of a region would split it too. */
+TEST_F(lifetimes, partial_madvise_is_refused)
+{
+	char *p;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(NPAGES), 0);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, 0, NPAGES, 1);
+	errno = 0;
+	EXPECT_EQ(-1, madvise(p + PAGES(1), PAGES(2), MADV_DONTFORK));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, madvise(p, PAGES(1), MADV_DONTDUMP));
+	EXPECT_EQ(EINVAL, errno);
+	/* Whole-region madvise is fine (but a VM_SPECIAL VMA stays DONTDUMP). */
+	EXPECT_EQ(0, madvise(p, PAGES(NPAGES), MADV_DONTDUMP));
+	EXPECT_EQ(-1, madvise(p, PAGES(NPAGES), MADV_DODUMP));
+	EXPECT_EQ(EINVAL, errno);
+	expect_region_intact(_metadata, self->fd, p, NPAGES, 1);
+	ASSERT_EQ(0, munmap(p, PAGES(NPAGES)));
+}
+
+/* kB of locked memory of this process (VmLck in /proc/self/status), or -1. */
+static long vmlck_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/*
+ * VM_SPECIAL mappings are never mlocked (driver pages are not on the LRU):
+ * mlock succeeds and faults the pages in like MAP_POPULATE, but nothing is
+ * locked, and munlock and munmap free everything as usual.
+ */
+TEST_F(lifetimes, mlock_prefaults_but_never_locks)
+{
+	struct upa_stats before, after;
+	char *p;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(NPAGES), 0);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, 0, 2, 1);
+	READ_STATS(&before);
+	EXPECT_EQ(0, mlock(p, PAGES(NPAGES)));
+	EXPECT_EQ(0, vmlck_kb());
+	READ_STATS(&after);
+	EXPECT_EQ(NPAGES - 2, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(NPAGES, upa_pages_present(self->fd, p));
+	EXPECT_EQ(-1, check_pages(p, 0, 2, 1));
+	EXPECT_EQ(-1, check_zero_pages(p, 2, NPAGES - 2));
+	EXPECT_EQ(0, munlock(p, PAGES(NPAGES)));
+	ASSERT_EQ(0, munmap(p, PAGES(NPAGES)));
+	READ_STATS(&after);
+	EXPECT_EQ(-2, STAT_DELTA(after, before, pages_live));
+}
+
+TEST_F(lifetimes, many_regions_are_tracked)
+{
+	struct upalloc_proc_stats ps;
+	struct upa_stats before, after;
+	enum { N = 300 };
+	static char *r[N];
+	int i;
+
+	NEED_DEVICE();
+	READ_STATS(&before);
+	for (i = 0; i < N; i++) {
+		r[i] = upa_map(self->fd, PAGES(1 + i % 3), i % 2 ? MAP_NORESERVE : 0);
+		ASSERT_NE(NULL, r[i]);
+		if (i % 2)
+			ASSERT_EQ(0, upa_set_brk(self->fd, r[i], PAGES(1), NULL));
+		r[i][0] = (char)i;
+	}
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(N, ps.regions_live);
+	EXPECT_EQ(N, ps.pages_live);
+	for (i = 0; i < N; i++) {
+		EXPECT_EQ((char)i, r[i][0]);
+		ASSERT_EQ(0, munmap(r[i], PAGES(1 + i % 3)));
+	}
+	READ_STATS(&after);
+	EXPECT_EQ(N, STAT_DELTA(after, before, regions_created));
+	EXPECT_EQ(0, STAT_DELTA(after, before, regions_live));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_committed));
+}
+
 TEST_F(lifetimes, mremap_is_refused)
 {
 	struct upa_stats before, after;
