@@ -24,8 +24,10 @@ static void key_init(void)
 	const unsigned char *rnd = (const void *)getauxval(AT_RANDOM);
 	uintptr_t k = (uintptr_t)&k ^ 0x9e3779b97f4a7c15ULL;
 
-	/* AT_RANDOM: 16 random bytes from the kernel; glibc uses the first
-	 * 8 for the stack protector, we take the last 8. */
+	/*
+	 * AT_RANDOM: 16 random bytes from the kernel; glibc uses the first 8
+	 * for the stack protector, we take the last 8.
+	 */
 	if (rnd)
 		memcpy(&k, rnd + 8, sizeof(k));
 	if (!k)

@@ -202,11 +202,14 @@ static bool parse_size(const char *s, long *out)
 			return false;
 		v = v * base + d;
 	}
-	switch (*s) {
-	case 'k': case 'K': shift = 10; s++; break;
-	case 'm': case 'M': shift = 20; s++; break;
-	case 'g': case 'G': shift = 30; s++; break;
-	}
+	if (*s == 'k' || *s == 'K')
+		shift = 10;
+	else if (*s == 'm' || *s == 'M')
+		shift = 20;
+	else if (*s == 'g' || *s == 'G')
+		shift = 30;
+	if (shift)
+		s++;
 	if (*s || (shift && v > (~0UL >> shift)))
 		return false;
 	v <<= shift;

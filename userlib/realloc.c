@@ -20,17 +20,14 @@
 static void chunk_shrink(struct upa_arena *a, struct upa_chunk *c, size_t nb)
 {
 	size_t size = chunk_size(c), rem = size - nb;
+	struct upa_chunk *r = chunk_at(c, nb);
 
-	if (rem < UPA_MIN_CHUNK) {
+	if (rem < UPA_MIN_CHUNK)
 		return;
-	} else {
-		struct upa_chunk *r = chunk_at(c, nb);
-
-		chunk_set_size(c, nb);
-		chunk_set_head(r, rem | UPA_PREV_INUSE | upa_arena_flag(a));
-		/* r is in use now (its next's P is set); free it properly. */
-		upa_int_free(a, r);
-	}
+	chunk_set_size(c, nb);
+	chunk_set_head(r, rem | UPA_PREV_INUSE | upa_arena_flag(a));
+	/* r is in use now (its next's P is set); free it properly. */
+	upa_int_free(a, r);
 }
 
 /* Try to resize heap chunk c in place, arena locked. */

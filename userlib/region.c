@@ -317,7 +317,8 @@ static void mmapped_count(ssize_t chunks, ssize_t bytes)
  * mmap_max count is reached, unless force: the heaps could not serve it
  * (M_MMAP_MAX=0 must not make requests larger than a heap impossible).
  */
-struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align, bool force)
+struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align,
+					 bool force)
 {
 	size_t len, offset;
 	struct upa_chunk *c;

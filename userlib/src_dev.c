@@ -6,8 +6,10 @@
  * break UPALLOC_IOC_SET_BRK moves. The device cannot place a region at an
  * aligned address by itself and refuses partial munmap, so a heap is first
  * reserved as an aligned anonymous PROT_NONE range, which the device region
- * then replaces with MAP_FIXED. Large chunks are plain regions (break ==
- * length, committed at once), one per chunk.
+ * then replaces with MAP_FIXED. A large chunk gets a region of its own too:
+ * a heap region with half as much again reserved behind its break, so
+ * that realloc can grow it in place by moving the break (regions cannot
+ * be moved or cut: mremap and partial munmap are refused).
  *
  * The descriptor: programs (daemons) close every descriptor they did not
  * open, and may open something else that gets our number. Mappings survive
@@ -139,6 +141,14 @@ out_close:
 	return err;
 }
 
+static int dev_set_brk(void *addr, size_t new_brk, struct upalloc_brk *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->addr = (uintptr_t)addr;
+	out->new_brk = new_brk;
+	return dev_ioctl(UPALLOC_IOC_SET_BRK, out);
+}
+
 static int dev_heap_reserve(size_t len, void **base)
 {
 	int saved_errno = errno;
@@ -182,13 +192,10 @@ static int dev_heap_set_brk(void *base, size_t len, size_t old_brk,
 	(void)old_brk;
 	if (new_brk > len)
 		return -EINVAL;
-	memset(&b, 0, sizeof(b));
-	b.addr = (uintptr_t)base;
-	b.new_brk = new_brk;
-	return dev_ioctl(UPALLOC_IOC_SET_BRK, &b);
+	return dev_set_brk(base, new_brk, &b);
 }
 
-static int dev_unmap(void *addr, size_t len)
+static int dev_munmap(void *addr, size_t len)
 {
 	int saved_errno = errno;
 
@@ -197,34 +204,71 @@ static int dev_unmap(void *addr, size_t len)
 	return 0;
 }
 
+/* The reserved length of the region at addr (0 when it cannot be told). */
+static size_t dev_region_len(void *addr)
+{
+	struct upalloc_brk b;
+
+	memset(&b, 0, sizeof(b));
+	b.addr = (uintptr_t)addr;
+	b.flags = UPALLOC_BRK_QUERY;
+	if (dev_ioctl(UPALLOC_IOC_SET_BRK, &b))
+		return 0;
+	return (size_t)b.region_len;
+}
+
 static int dev_map(size_t len, void **addr)
 {
+	size_t reserve = upa_align_up(len + len / 2, upa_page_size);
 	int saved_errno = errno;
+	struct upalloc_brk b;
 	void *p;
-	int fd;
+	int fd, err;
 
+	if (reserve < len)
+		reserve = len;
 	fd = dev_get_fd();
 	if (fd < 0)
 		return fd;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (p == MAP_FAILED)
 		return dev_errno(saved_errno);
+	/* Commit len bytes (or give back the rest if NORESERVE was ignored). */
+	err = dev_set_brk(p, len, &b);
+	if (err) {
+		munmap(p, reserve);
+		errno = saved_errno;
+		return err;
+	}
 	*addr = p;
 	return 0;
 }
 
-/*
- * A plain region is committed in full and cannot be moved (mremap) or cut
- * (partial munmap), so it cannot change size: the caller copies instead.
- */
+/* Move the break within the reservation; the region never moves. */
 static int dev_resize(void *addr, size_t old_len, size_t new_len,
 		      bool may_move, void **new_addr)
 {
+	struct upalloc_brk b;
+	int err;
+
 	(void)may_move;
-	if (new_len != old_len)
+	(void)old_len;
+	if (new_len > dev_region_len(addr))
 		return -ENOMEM;
+	err = dev_set_brk(addr, new_len, &b);
+	if (err)
+		return err;
 	*new_addr = addr;
 	return 0;
+}
+
+/* A chunk region: unmap all of it, the reservation behind the break too. */
+static int dev_unmap(void *addr, size_t len)
+{
+	size_t region_len = dev_region_len(addr);
+
+	return dev_munmap(addr, region_len > len ? region_len : len);
 }
 
 static int dev_range(unsigned long cmd, void *addr, size_t len)
@@ -266,7 +310,7 @@ const struct upa_src upa_src_dev = {
 	.is_device	= true,
 	.heap_reserve	= dev_heap_reserve,
 	.heap_set_brk	= dev_heap_set_brk,
-	.heap_release	= dev_unmap,
+	.heap_release	= dev_munmap,
 	.map		= dev_map,
 	.resize		= dev_resize,
 	.unmap		= dev_unmap,
