@@ -8,10 +8,13 @@
  * locale or allocation concerns, and it works before libc has finished
  * starting up; if environ is not set yet, /proc/self/environ is read.
  * Values are decimal or 0x-hex, optionally with a k, m or g suffix.
+ * In secure-execution mode (setuid programs, AT_SECURE) the environment is
+ * ignored, as glibc ignores its MALLOC_* variables there.
  */
 #include <malloc.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "internal.h"
 #include "tcache.h"
@@ -162,6 +165,8 @@ const char *upa_getenv(const char *name)
 	size_t len = strlen(name);
 	char **e = environ;
 
+	if (getauxval(AT_SECURE))
+		return NULL;
 	if (!e)
 		return proc_getenv(name, len);
 	for (; *e; e++)

@@ -44,15 +44,29 @@ int upa_malloc_info(int options, FILE *fp);
  * M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX,
  * M_ARENA_TEST, M_PERTURB, M_CHECK_ACTION). Every option can also be set by
  * the environment variable UPALLOC_<NAME>, e.g. UPALLOC_MMAP_THRESHOLD=65536,
- * read once at initialisation.
+ * read once at initialisation (ignored for setuid programs). Also read:
+ * UPALLOC_BACKEND (below) and UPALLOC_STATS=1 (print statistics at exit).
+ * Values may carry a k, m or g suffix.
  */
 #define UPA_M_TCACHE_COUNT	-100	/* chunks per thread-cache bin */
 #define UPA_M_TCACHE_MAX	-101	/* largest request the thread cache holds */
-#define UPA_M_HEAP_RESERVE	-102	/* address space reserved per heap */
+#define UPA_M_HEAP_RESERVE	-102	/* address space reserved per heap:
+					 * a power of two >= 1 MiB, 64 MiB by
+					 * default; settable until the first
+					 * heap exists */
 
 /*
  * Which page source the library uses: UPALLOC_BACKEND=auto|device|mmap.
- * Returns "device" or "mmap" (initialising the library if needed).
+ *   auto    (default) the device when /dev/upalloc opens and speaks ABI
+ *           version 1 with heap support, else anonymous mmap;
+ *   device  the device or nothing: if it cannot be used, the library writes
+ *           "upalloc: UPALLOC_BACKEND=device but /dev/upalloc cannot be
+ *           used (errno N)" to stderr and aborts at initialisation, so a
+ *           test never silently runs on the wrong backend;
+ *   mmap    anonymous mmap only.
+ * Once running, a refusal by the device (its limits, ENOMEM) makes malloc
+ * return NULL with errno ENOMEM. Returns "device" or "mmap" (initialising
+ * the library if needed).
  */
 const char *upa_backend_name(void);
 
@@ -75,7 +89,8 @@ struct upa_lib_stats {
 	unsigned int backend_is_device;
 	size_t arenas;
 	size_t bytes_mapped;	/* heap breaks + mmapped chunks */
-	size_t bytes_in_use;	/* chunks handed out (chunk sizes) */
+	size_t bytes_in_use;	/* chunks handed out (chunk sizes; an
+				 * mmapped chunk counts its whole region) */
 	size_t bytes_free;	/* free chunks in bins and thread caches */
 	size_t bytes_top;	/* top chunks */
 	size_t mmapped_chunks;
