@@ -4,6 +4,20 @@
  * exact live and peak page counts, commit accounting against the module
  * limits, per-process records, and the files under /proc/upalloc/.
  *
+ * /proc/upalloc/stats, one "name value" line each, in the order of the
+ * team contract. Counters never reset. Pages are physical pages:
+ *   pages_live = pages_allocated - pages_freed, pages held by the module (a
+ *   page shared by fork relatives counts once); pages_peak its maximum.
+ *   pages_committed = sum of all regions' breaks in pages.
+ *   faults = faults_read + faults_write: ->fault calls that mapped a page or
+ *   raised SIGBUS (POPULATE maps through them too); faults_mkwrite counts
+ *   read-only PTEs made writable; fault_latency_log2ns_K histograms faults.
+ *   cow_copies: pages copied because a fork relative shared them.
+ *   forks: regions cloned into a fork child.
+ *   pages_decommitted: pages freed by DECOMMIT or a lowered break.
+ *   enomem: commitments refused over a limit, plus failed allocations.
+ *   sigbus: faults beyond the break.
+ *
  * Who sees what in /proc/upalloc/processes: a reader whose opener
  * credentials have CAP_SYS_ADMIN in the initial user namespace sees every
  * line; anyone else sees only the lines of processes whose owning task has

@@ -27,8 +27,18 @@
  *     When the kernel ignores MAP_NORESERVE (vm.overcommit_memory=2) the
  *     region is created committed, with brk == len.
  *
- *   A region is destroyed whole by munmap(2); partial munmap, mprotect of
- *   part of a region and mremap are refused with EINVAL.
+ *   A region is destroyed whole by munmap(2); partial munmap, mprotect or
+ *   madvise of part of a region and mremap moves are refused with EINVAL
+ *   (growing a region in place fails with EFAULT, the kernel's rule for
+ *   such mappings). PROT_EXEC fails with EPERM at mmap and with EACCES at
+ *   mprotect. Lengths above upalloc_version.max_region_bytes: EINVAL.
+ *
+ *   fork(2) gives the child a copy-on-write snapshot of every region (both
+ *   sides keep their own writes); the child inherits the commitments, even
+ *   beyond the limits. MADV_DONTFORK keeps a region out of the child; exec
+ *   drops the child's share. madvise(MADV_DONTNEED) only unmaps: the region
+ *   keeps its pages and the next touch sees the old contents again; use
+ *   UPALLOC_IOC_DECOMMIT to give pages back.
  *
  * Commands
  *   Each command is an ioctl on a /dev/upalloc descriptor. Addresses name
@@ -130,7 +140,14 @@ struct upalloc_region_info {
 /*
  * UPALLOC_IOC_PROC_STATS: the calling process's own statistics. The
  * counters have the meaning of the /proc/upalloc/stats lines of the same
- * names, restricted to this process (its mm). Every field is an output.
+ * names, restricted to this process (its mm), except for pages: pages_live
+ * counts the pages in the process's regions, including pages still shared
+ * with a fork relative (a fork child starts with its parent's pages live);
+ * pages_allocated counts the pages this process allocated (first touch,
+ * POPULATE, copy-on-write copies) and pages_freed the pages its regions
+ * dropped (decommit, lowered break, munmap, replaced by a copy). The
+ * counters start at 0 when the process creates its first region (or
+ * inherits one). Every field is an output.
  */
 struct upalloc_proc_stats {
 	__u32 size;		/* sizeof(struct upalloc_proc_stats) */
