@@ -279,7 +279,9 @@ void upa_consolidate(struct upa_arena *a)
 /*
  * malloc_trim(): hand the whole pages inside free chunks back to the page
  * source. The chunk's header and links (the first 48 bytes) and the next
- * chunk's prev_size stay. Returns the number of pages in *pages_out.
+ * chunk's prev_size stay. Returns the number of pages in *pages_out. The
+ * decommits are settled before returning: the caller still holds the
+ * lock, so none of those pages can be handed out while one is queued.
  */
 void upa_bins_decommit(struct upa_arena *a, size_t *pages_out)
 {
@@ -304,5 +306,7 @@ void upa_bins_decommit(struct upa_arena *a, size_t *pages_out)
 			}
 		}
 	}
+	if (pages)
+		upa_region_settle();
 	*pages_out = pages;
 }

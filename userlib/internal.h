@@ -184,6 +184,7 @@ struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align, bool force);
 void upa_region_munmap_chunk(struct upa_chunk *c);
 struct upa_chunk *upa_region_remap_chunk(struct upa_chunk *c, size_t nb);
 int upa_region_decommit(void *addr, size_t len);
+int upa_region_settle(void);
 int upa_region_proc_stats(struct upalloc_proc_stats *st);
 void upa_region_fork_child(void);
 void upa_region_counts(size_t *chunks, size_t *bytes, size_t *max_chunks,

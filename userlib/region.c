@@ -389,6 +389,11 @@ int upa_region_decommit(void *addr, size_t len)
 	return src->decommit(addr, len);
 }
 
+int upa_region_settle(void)
+{
+	return src->settle();
+}
+
 int upa_region_proc_stats(struct upalloc_proc_stats *st)
 {
 	return src->proc_stats(st);

@@ -54,8 +54,14 @@ struct upa_src {
 	/* Destroy the region that map() or resize() returned at addr. */
 	int (*unmap)(void *addr, size_t len);
 
-	/* Free the pages of [addr, addr + len); they read as zero later. */
+	/*
+	 * Free the pages of [addr, addr + len); they read as zero later. May
+	 * only be queued: nothing in the range may be reused, unmapped or
+	 * moved below a break until settle() has returned.
+	 */
 	int (*decommit)(void *addr, size_t len);
+	/* Complete every queued decommit. */
+	int (*settle)(void);
 	/* Fault in every page of [addr, addr + len) now (may be a no-op). */
 	int (*populate)(void *addr, size_t len);
 	/* The device's statistics for this process; -ENODEV without one. */

@@ -117,6 +117,11 @@ static int anon_decommit(void *addr, size_t len)
 	return 0;
 }
 
+static int anon_settle(void)
+{
+	return 0;
+}
+
 static int anon_populate(void *addr, size_t len)
 {
 	int saved_errno = errno;
@@ -152,6 +157,7 @@ const struct upa_src upa_src_anon = {
 	.resize		= anon_resize,
 	.unmap		= anon_unmap,
 	.decommit	= anon_decommit,
+	.settle		= anon_settle,
 	.populate	= anon_populate,
 	.proc_stats	= anon_proc_stats,
 	.fork_child	= anon_fork_child,

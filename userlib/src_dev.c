@@ -16,6 +16,10 @@
  * the close, but an ioctl or mmap on a reused number would act on somebody
  * else's file, so every use first checks with fstat() that the number still
  * names the upalloc character device, and reopens it (O_CLOEXEC) if not.
+ *
+ * Decommits go through uring.c: batched into one io_uring submission when
+ * the module takes commands that way, plain ioctls otherwise; settle()
+ * waits for them (malloc_trim() settles before it unlocks the arena).
  */
 #include <sys/mman.h>
 #include <sys/ioctl.h>
@@ -27,6 +31,7 @@
 
 #include "glue.h"
 #include "src.h"
+#include "uring.h"
 #include "../kmod/uapi/upalloc.h"
 
 /* Descriptor numbers below this are the ones programs juggle. */
@@ -133,6 +138,7 @@ int upa_src_dev_open(void)
 		goto out_close;
 	}
 	__atomic_store_n(&dev_fd, fd, __ATOMIC_RELEASE);
+	upa_uring_attach(fd, dev_ioctl);
 	return 0;
 
 out_close:
@@ -283,7 +289,12 @@ static int dev_range(unsigned long cmd, void *addr, size_t len)
 
 static int dev_decommit(void *addr, size_t len)
 {
-	return dev_range(UPALLOC_IOC_DECOMMIT, addr, len);
+	return upa_uring_decommit(addr, len);
+}
+
+static int dev_settle(void)
+{
+	return upa_uring_flush();
 }
 
 static int dev_populate(void *addr, size_t len)
@@ -315,6 +326,7 @@ const struct upa_src upa_src_dev = {
 	.resize		= dev_resize,
 	.unmap		= dev_unmap,
 	.decommit	= dev_decommit,
+	.settle		= dev_settle,
 	.populate	= dev_populate,
 	.proc_stats	= dev_proc_stats,
 	.fork_child	= dev_fork_child,
