@@ -23,11 +23,8 @@ VM := $(TOP)/tools/upalloc-vm
 KERNELS ?= 6.1 6.12
 KERNEL ?= 6.1
 
-# Parts still being written by other helpers must not break the build; once
-# every part exists these are all present (make check then requires them).
-HAVE_KMOD := $(wildcard $(TOP)/kmod/Makefile)
-HAVE_USERLIB := $(wildcard $(TOP)/userlib/Makefile)
-HAVE_SELFTESTS := $(wildcard $(TOP)/selftests/Makefile)
+# Every part is required; a missing one is named rather than skipped.
+need = @test -f $(TOP)/$(1) || { echo "error: $(1) is missing from this tree" >&2; exit 1; }
 TOOL_MAKEFILES := $(wildcard $(TOP)/tools/Makefile $(TOP)/tools/*/Makefile)
 
 .PHONY: all module userlib selftests tools checkpatch check check-host \
@@ -39,27 +36,19 @@ all: module userlib selftests tools
 kernel_releases = $(foreach k,$(KERNELS),$(shell $(VM) --resolve --kernel $(k) 2>/dev/null))
 
 module:
-ifneq ($(HAVE_KMOD),)
+	$(call need,kmod/Makefile)
+	@for k in $(KERNELS); do $(VM) --resolve --kernel $$k >/dev/null || exit 1; done
 	@for k in $(kernel_releases); do \
 		$(MAKE) -C $(TOP)/kmod KVER=$$k || exit 1; \
 	done
-else
-	@echo "module: kmod/Makefile not present yet, skipped"
-endif
 
 userlib:
-ifneq ($(HAVE_USERLIB),)
+	$(call need,userlib/Makefile)
 	$(MAKE) -C $(TOP)/userlib
-else
-	@echo "userlib: userlib/Makefile not present yet, skipped"
-endif
 
 selftests:
-ifneq ($(HAVE_SELFTESTS),)
+	$(call need,selftests/Makefile)
 	$(MAKE) -C $(TOP)/selftests
-else
-	@echo "selftests: selftests/Makefile not present yet, skipped"
-endif
 
 tools:
 	@for mk in $(TOOL_MAKEFILES); do \
@@ -67,11 +56,8 @@ tools:
 	done
 
 checkpatch:
-ifneq ($(HAVE_KMOD),)
+	$(call need,kmod/Makefile)
 	$(MAKE) -C $(TOP)/kmod checkpatch
-else
-	@echo "checkpatch: kmod/Makefile not present yet" >&2; exit 1
-endif
 
 # Build once on the host, run the host suites, then one guest per kernel;
 # a failing suite must not stop the others, so only the final count decides.
@@ -108,15 +94,9 @@ deps:
 	$(TOP)/tools/install-deps
 
 clean:
-ifneq ($(HAVE_KMOD),)
-	-$(MAKE) -C $(TOP)/kmod clean
-endif
-ifneq ($(HAVE_USERLIB),)
-	-$(MAKE) -C $(TOP)/userlib clean
-endif
-ifneq ($(HAVE_SELFTESTS),)
-	-$(MAKE) -C $(TOP)/selftests clean
-endif
+	-@for d in kmod userlib selftests; do \
+		[ ! -f $(TOP)/$$d/Makefile ] || $(MAKE) -C $(TOP)/$$d clean; \
+	done
 	rm -rf $(BUILD)
 
 -include $(TOP)/tools/install.mk
