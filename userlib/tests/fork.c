@@ -226,7 +226,7 @@ TEST_F(fork, child_of_threaded_program_can_start_threads)
 /* ---- pattern 1: fork vs. getline vs. fflush(NULL) ---- */
 
 #define FORKERS 2
-#define FORKS_EACH 100
+#define FORKS_EACH 50
 
 static atomic_int stdio_stop;
 static atomic_int stdio_failures;
@@ -328,7 +328,7 @@ TEST_F_TIMEOUT(fork, fork_while_threads_hold_stdio_locks_does_not_deadlock,
 
 /* ---- pattern 2: fork from a signal handler that interrupted malloc ---- */
 
-#define HANDLER_FORKS 200
+#define HANDLER_FORKS 100
 
 static volatile sig_atomic_t handler_forks, handler_failures;
 
