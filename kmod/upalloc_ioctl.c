@@ -88,6 +88,9 @@ static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 	pgoff_t idx;
 	int err;
 
+	/* PROT_NONE: the pages are allocated, there is nothing to map. */
+	if (!(vma->vm_flags & (VM_READ | VM_WRITE)))
+		return 0;
 	for (idx = first; idx < last; idx++) {
 		if (fatal_signal_pending(current))
 			return -EINTR;

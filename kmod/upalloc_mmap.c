@@ -27,6 +27,7 @@
 #include <linux/ktime.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/sched.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
@@ -80,6 +81,9 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	idx = vmf->pgoff - r->base;
 	ret = upalloc_region_fault_page(r, vmf->vma, addr, idx, write, &page);
 	if (ret == VM_FAULT_OOM)
+		return ret;
+	/* A core dump skipping a hole: not a fault of the program's. */
+	if (ret == VM_FAULT_SIGBUS && (current->flags & PF_DUMPCORE))
 		return ret;
 	if (!ret) {
 		/* Hold the page lock until the core has set the PTE. */

@@ -299,7 +299,10 @@ retry:
 		*pagep = page;
 		return 0;
 	}
-	/* A core dump reads holes as holes instead of allocating them. */
+	/*
+	 * A core dump (which includes these shared mappings only when
+	 * coredump_filter bit 3 is set) skips holes instead of filling them.
+	 */
 	if (!page && (current->flags & PF_DUMPCORE))
 		return VM_FAULT_SIGBUS;
 

@@ -38,7 +38,9 @@
  *   beyond the limits. MADV_DONTFORK keeps a region out of the child; exec
  *   drops the child's share. madvise(MADV_DONTNEED) only unmaps: the region
  *   keeps its pages and the next touch sees the old contents again; use
- *   UPALLOC_IOC_DECOMMIT to give pages back.
+ *   UPALLOC_IOC_DECOMMIT to give pages back. Core dumps include regions
+ *   only when bit 3 (shared file mappings) of /proc/PID/coredump_filter is
+ *   set; pages never touched are then dumped as holes, not allocated.
  *
  * Commands
  *   Each command is an ioctl on a /dev/upalloc descriptor. Addresses name
