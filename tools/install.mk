@@ -56,7 +56,8 @@ install-lib:
 		$(DESTDIR)$(LIBDIR)/$(upalloc_libfile)
 	ln -sf $(upalloc_libfile) $(DESTDIR)$(LIBDIR)/libupalloc.so.$(UPALLOC_SOVERSION)
 	ln -sf libupalloc.so.$(UPALLOC_SOVERSION) $(DESTDIR)$(LIBDIR)/libupalloc.so
-	$(INSTALL) -m 0644 $(upalloc_build)/userlib/libupalloc.a $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 0644 $(upalloc_build)/userlib/libupalloc.a \
+		$(upalloc_build)/userlib/libupalloc-prefix.a $(DESTDIR)$(LIBDIR)/
 	$(if $(DESTDIR),,-$(LDCONFIG))
 
 # <upalloc.h> is the library's API; <linux/upalloc.h> the device's ABI,
@@ -130,6 +131,7 @@ uninstall: uninstall-module
 	rm -f $(DESTDIR)$(LIBDIR)/$(upalloc_libfile) \
 		$(DESTDIR)$(LIBDIR)/libupalloc.so.$(UPALLOC_SOVERSION) \
 		$(DESTDIR)$(LIBDIR)/libupalloc.so $(DESTDIR)$(LIBDIR)/libupalloc.a \
+		$(DESTDIR)$(LIBDIR)/libupalloc-prefix.a \
 		$(DESTDIR)$(INCLUDEDIR)/upalloc.h $(DESTDIR)$(INCLUDEDIR)/linux/upalloc.h \
 		$(DESTDIR)$(PKGCONFIGDIR)/upalloc.pc \
 		$(DESTDIR)$(LIBDIR)/upalloc/upalloc-run-stats.so \
