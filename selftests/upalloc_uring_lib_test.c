@@ -225,6 +225,49 @@ TEST_F(uring_lib, populate_ahead_avoids_first_touch_faults)
 	ASSERT_EQ(0, munmap(heap, PAGES(n)));
 }
 
+TEST_F(uring_lib, populate_ahead_skips_pages_populated_before)
+{
+	const size_t n = 32;
+	char *heap;
+
+	NEED_DEVICE();
+	lib_env("1", "32", "65536");	/* 16 pages ahead */
+	NEED_RING();
+	heap = upa_map_heap(self->fd, PAGES(n));
+	ASSERT_NE(NULL, heap);
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(n), NULL));
+	ASSERT_EQ(0, upa_uring_populate_ahead(heap, PAGES(8)));
+	EXPECT_EQ(0, upa_uring_reclaim(heap, PAGES(n)));
+	EXPECT_EQ(8, upa_pages_present(self->fd, heap));
+
+	/* A trim frees them; growing back over them populates nothing. */
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, 0, NULL));
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(n), NULL));
+	ASSERT_EQ(0, upa_uring_populate_ahead(heap, PAGES(8)));
+	EXPECT_EQ(0, upa_uring_reclaim(heap, PAGES(n)));
+	EXPECT_EQ(0, upa_pages_present(self->fd, heap));
+	EXPECT_EQ(1, lib_stats().populates);
+
+	/* Only the part beyond what was populated before is new. */
+	ASSERT_EQ(0, upa_uring_populate_ahead(heap + PAGES(4), PAGES(8)));
+	EXPECT_EQ(0, upa_uring_reclaim(heap, PAGES(n)));
+	EXPECT_EQ(4, upa_pages_present(self->fd, heap));
+	EXPECT_EQ(-1, check_zero_pages(heap, 8, 4));
+
+	/* Once released (unmapped), the addresses are new again. */
+	EXPECT_EQ(0, upa_uring_release(heap, PAGES(n)));
+	ASSERT_EQ(0, munmap(heap, PAGES(n)));
+	/* A new heap at the very same address. */
+	ASSERT_EQ(heap, mmap(heap, PAGES(n), PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+			     self->fd, 0));
+	ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(n), NULL));
+	ASSERT_EQ(0, upa_uring_populate_ahead(heap, PAGES(8)));
+	EXPECT_EQ(0, upa_uring_reclaim(heap, PAGES(n)));
+	EXPECT_EQ(8, upa_pages_present(self->fd, heap));
+	ASSERT_EQ(0, munmap(heap, PAGES(n)));
+}
+
 TEST_F(uring_lib, populate_ahead_zero_disables_it)
 {
 	char *p;

@@ -15,7 +15,7 @@
  *   UPALLOC_URING_BATCH=N           decommits queued before one submission
  *                                   (default 32, 1..UPA_URING_SLOTS)
  *   UPALLOC_URING_POPULATE_AHEAD=B  bytes populated ahead of the top chunk
- *                                   (default 262144, 0 = off)
+ *                                   (default 0 = off; e.g. 131072)
  *
  * THE CONTRACT (what the allocator must do):
  *
@@ -34,8 +34,12 @@
  *     will hand out next to be populated in the background (io-wq). It never
  *     changes contents, so the memory may be handed out at once, but the
  *     range must go through upa_uring_reclaim() before the break is lowered
- *     below it or it is unmapped (so that a late populate cannot land on a
- *     later mapping at the same address).
+ *     below it, and through upa_uring_release() before it is unmapped (so
+ *     that a late populate cannot land on a later mapping at the same
+ *     address). Only addresses never populated ahead before are populated:
+ *     a top chunk that is trimmed and grows back over the same pages does
+ *     not get them populated again (they would mostly be trimmed unused
+ *     again); upa_uring_release() forgets a range.
  *  3. Any of these may be called with an arena lock held: the ring lock
  *     nests inside the arena locks and nothing here calls malloc.
  *  4. fork: the ring is the parent's alone (its memory is MADV_DONTFORK).
@@ -80,6 +84,9 @@ int upa_uring_populate_ahead(void *addr, size_t len);
 
 /* See the contract above: 1 = may hold old contents, 0 = as decommitted. */
 int upa_uring_reclaim(void *addr, size_t len);
+
+/* upa_uring_reclaim() for a range about to be unmapped (see point 2). */
+int upa_uring_release(void *addr, size_t len);
 
 /* Submit everything queued and wait for every command in flight. */
 int upa_uring_flush(void);
