@@ -201,24 +201,21 @@ struct upa_arena *upa_arena_lock_mine(struct upa_tcache *tc)
 	return arena_pick(tc);
 }
 
-/* Another arena than failed, locked, for a retry after ENOMEM; or NULL. */
+/*
+ * The main arena, locked, for one retry after a thread arena could not
+ * grow (glibc does the same); NULL when failed is the main arena. Never a
+ * new arena: a request that failed for want of memory would only leave
+ * an empty arena behind.
+ */
 struct upa_arena *upa_arena_lock_other(struct upa_tcache *tc,
 				       struct upa_arena *failed)
 {
-	struct upa_arena *b = NULL;
-
 	(void)tc;
-	if (!failed)
+	if (!failed || failed == &upa_main_arena ||
+	    upa_main_arena.quarantined)
 		return NULL;
-	upa_lock(&upa_global_lock);
-	if (failed != &upa_main_arena && !upa_main_arena.quarantined)
-		b = &upa_main_arena;
-	else
-		b = arena_create(false);
-	upa_unlock(&upa_global_lock);
-	if (b)
-		upa_lock(&b->lock);
-	return b;
+	upa_lock(&upa_main_arena.lock);
+	return &upa_main_arena;
 }
 
 void upa_arena_detach(struct upa_tcache *tc)
