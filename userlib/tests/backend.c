@@ -204,12 +204,13 @@ TEST_F(backend, device_heap_pages_come_from_module)
 TEST_F(backend, device_mmapped_chunk_is_a_module_region)
 {
 	struct upalloc_proc_stats before, during, after;
-	struct upalloc_region_info ri;
-	void *p;
+	struct upalloc_region_info ri, heap_ri;
+	void *p, *small;
 	int fd;
 
 	if (!backend_is_device())
 		SKIP(return, "not on the device backend");
+	small = malloc(100);
 	ASSERT_EQ(0, dev_proc_stats(&before));
 	p = malloc(2 << 20);
 	ASSERT_TRUE(chunk_is_mmapped(p));
@@ -223,10 +224,17 @@ TEST_F(backend, device_mmapped_chunk_is_a_module_region)
 	memset(&ri, 0, sizeof(ri));
 	ri.addr = (uintptr_t)p;
 	ASSERT_EQ(0, ioctl(fd, UPALLOC_IOC_REGION_INFO, &ri));
+	/* the whole chunk lies in the region, below its break */
 	EXPECT_LE(ri.start, (uintptr_t)p - 16);
-	EXPECT_LE((uintptr_t)p + (2 << 20), ri.start + ri.len);
-	EXPECT_EQ(0, ri.flags & UPALLOC_REGION_HEAP);
+	EXPECT_LE((uintptr_t)p + (2 << 20), ri.start + ri.brk);
+	EXPECT_LE(512, ri.pages_present);
+	/* and the region is not a heap's: no heap chunk lives in it */
+	memset(&heap_ri, 0, sizeof(heap_ri));
+	heap_ri.addr = (uintptr_t)small;
+	ASSERT_EQ(0, ioctl(fd, UPALLOC_IOC_REGION_INFO, &heap_ri));
+	EXPECT_NE(ri.start, heap_ri.start);
 	close(fd);
+	free(small);
 	free(p);
 	ASSERT_EQ(0, dev_proc_stats(&after));
 	EXPECT_EQ(before.regions_live, after.regions_live);
@@ -312,6 +320,25 @@ TEST_F(backend, preload_library_defines_every_malloc_symbol)
 		EXPECT_STREQ(real_so, info.dli_fname)
 			TH_LOG("%s comes from %s", names[i], info.dli_fname);
 	}
+}
+
+/* ---- a program that forks before its first allocation ---- */
+
+TEST_F(backend, fork_before_first_malloc_leaves_both_working)
+{
+	const char *const argv[] = { "fork", "malloc", "100", "malloc", "300000",
+				     "malloc", "5000", "free", "0", "check", NULL };
+	struct probe_result r;
+	const char *first;
+
+	ASSERT_EQ(0, run_probe(&r, NULL, argv));
+	PROBE_OK(r);
+	EXPECT_EQ(0, probe_value(&r, "fork_child_status")) TH_LOG("%s", r.out);
+	/* the child's and the parent's heaps both check out */
+	first = strstr(r.out, "heap_check=0\n");
+	ASSERT_NE(NULL, first) TH_LOG("%s", r.out);
+	EXPECT_NE(NULL, strstr(first + 1, "heap_check=0\n")) TH_LOG("%s", r.out);
+	EXPECT_EQ(NULL, strstr(r.out, "_null=1")) TH_LOG("%s", r.out);
 }
 
 TEST_HARNESS_MAIN

@@ -77,7 +77,10 @@ ktap_run_binary() {
 		esac
 	done <"$out"
 	rm -f "$out"
-	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+	if [ "$seen" -eq 0 ] && { [ "$rc" -eq 4 ] || [ "$rc" -eq 77 ]; }; then
+		# KSFT_SKIP, or 77 from a non-harness test: the whole binary
+		ktap_skip "$name" "the program skipped itself (exit $rc)"
+	elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		ktap_fail "$name" "timed out after ${tmo}s ($seen of $plan results)"
 	elif [ "$plan" -lt 0 ] || [ "$seen" -lt "$plan" ]; then
 		ktap_fail "$name" "exited with status $rc after $seen of $plan results"

@@ -17,6 +17,9 @@
  *   threads N        run N threads that allocate while all are alive,
  *                    then print arenas= and non_main_chunks=
  *   check            print heap_check=<upa_heap_check()>
+ *   fork             fork; the child runs the remaining commands and exits,
+ *                    the parent waits, prints fork_child_status=<exit
+ *                    status, or -signal>, then runs them too
  * Output lines are name=value; exit status 0, or 2 on a usage error.
  */
 #ifndef _GNU_SOURCE
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "upalloc.h"
@@ -188,6 +192,20 @@ int main(int argc, char **argv)
 			run_threads(arg_num(argv, i++, argc));
 		} else if (!strcmp(cmd, "check")) {
 			printf("heap_check=%d\n", upa_heap_check());
+		} else if (!strcmp(cmd, "fork")) {
+			int status;
+			pid_t pid;
+
+			fflush(stdout);
+			pid = fork();
+			if (pid < 0)
+				return 3;
+			if (pid == 0)
+				continue;
+			if (waitpid(pid, &status, 0) != pid)
+				return 3;
+			printf("fork_child_status=%d\n", WIFEXITED(status) ?
+			       WEXITSTATUS(status) : -WTERMSIG(status));
 		} else {
 			fprintf(stderr, "upa-probe: unknown command %s\n", cmd);
 			return 2;
