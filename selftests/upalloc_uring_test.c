@@ -640,6 +640,71 @@ TEST_F(uring, batch_of_commands_completes_each_with_its_result)
 	ASSERT_EQ(0, munmap(p, PAGES(N)));
 }
 
+/*
+ * An SQPOLL ring issues commands from its kernel thread, a CLONE_VM thread
+ * of the ring's creator: the commands still act on the creator's regions.
+ */
+TEST_F(uring, sqpoll_ring_acts_on_the_creators_regions)
+{
+	size_t n = self->inline_pages + 16;
+	struct io_uring_params params;
+	struct io_uring sq_ring;
+	struct upalloc_range r;
+	char *p;
+	int ret;
+
+	NEED_DEVICE();
+	memset(&params, 0, sizeof(params));
+	params.flags = IORING_SETUP_SQPOLL;
+	params.sq_thread_idle = 100;
+	ret = io_uring_queue_init_params(8, &sq_ring, &params);
+	if (ret == -EPERM || ret == -EINVAL)
+		SKIP(return, "no SQPOLL ring here: %s", strerror(-ret));
+	ASSERT_EQ(0, ret);
+	p = upa_map(self->fd, PAGES(n), 0);
+	ASSERT_NE(NULL, p);
+	r = range_of(p, PAGES(6));
+	EXPECT_EQ(0, ring_cmd(&sq_ring, self->fd, UPALLOC_IOC_POPULATE, &r));
+	EXPECT_EQ(6, r.nr_pages);
+	EXPECT_EQ(6, upa_pages_present(self->fd, p));
+	r = range_of(p, PAGES(n));	/* large: punted to io-wq */
+	EXPECT_EQ(0, ring_cmd(&sq_ring, self->fd, UPALLOC_IOC_DECOMMIT, &r));
+	EXPECT_EQ(6, r.nr_pages);
+	EXPECT_EQ(0, upa_pages_present(self->fd, p));
+	io_uring_queue_exit(&sq_ring);
+	ASSERT_EQ(0, munmap(p, PAGES(n)));
+}
+
+/*
+ * A ring inherited over fork: whoever submits is the process whose regions
+ * the command names, so the child's decommit frees the child's copy only.
+ */
+TEST_F(uring, inherited_ring_acts_on_the_submitter)
+{
+	struct upalloc_range r;
+	pid_t pid;
+	char *p;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(8), 0);
+	ASSERT_NE(NULL, p);
+	fill_pages(p, 0, 8, 11);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		r = range_of(p, PAGES(8));
+		CHILD_CHECK(ring_cmd(&self->ring, self->fd,
+				     UPALLOC_IOC_DECOMMIT, &r) == 0);
+		CHILD_CHECK(upa_pages_present(self->fd, p) == 0);
+		CHILD_CHECK(check_zero_pages(p, 0, 8) == -1);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(-1, check_pages(p, 0, 8, 11));
+	EXPECT_EQ(8, upa_pages_present(self->fd, p));
+	ASSERT_EQ(0, munmap(p, PAGES(8)));
+}
+
 /* ---- teardown with work in flight --------------------------------------- */
 
 enum teardown_how {
