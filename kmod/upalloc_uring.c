@@ -10,13 +10,15 @@
  *
  * Where a command runs, and why that is safe:
  *
- * - Short commands (VERSION, REGION_INFO, PROC_STATS, a break query, and
- *   POPULATE/DECOMMIT of at most uring_inline_pages pages) run inline, in
- *   the submitting task, during io_uring_enter(); current->mm is the
- *   submitter's, exactly as for the ioctl.
+ * - Short commands (VERSION, REGION_INFO, PROC_STATS, a break query or
+ *   raise, POPULATE/DECOMMIT of at most uring_inline_pages pages, a break
+ *   lowered by at most that many pages) run inline, in the submitting task,
+ *   during io_uring_enter(); current->mm is the submitter's, exactly as for
+ *   the ioctl.
  *
- * - Long commands (bigger POPULATE/DECOMMIT, and every break move, which may
- *   free any number of pages) issued inline (IO_URING_F_NONBLOCK) return
+ * - Long commands (bigger POPULATE/DECOMMIT, a break lowered by more, or
+ *   any break move while the mmap lock is contended) issued inline
+ *   (IO_URING_F_NONBLOCK) return
  *   -EAGAIN. For a request without REQ_F_NOWAIT, io_uring then queues it to
  *   io-wq (io_queue_async(): uring_cmd has no pollin/pollout, so
  *   io_arm_poll_handler() returns IO_APOLL_ABORTED -> io_queue_iowq()), after
@@ -47,6 +49,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/fs.h>
+#include <linux/mm.h>
 #include <linux/moduleparam.h>
 #include <linux/uaccess.h>
 
@@ -56,7 +59,39 @@
 static unsigned int uring_inline_pages = 64;
 module_param(uring_inline_pages, uint, 0644);
 MODULE_PARM_DESC(uring_inline_pages,
-		 "io_uring POPULATE/DECOMMIT of more pages run in io-wq (default 64)");
+		 "io_uring commands allocating or freeing more pages run in io-wq (default 64)");
+
+/*
+ * Would lowering the break of the caller's region at addr to new_brk free
+ * more pages than we allow inline? Only a peek: the dispatcher looks the
+ * region up again and validates everything. A busy mmap lock says yes
+ * (io-wq may wait for it, the submitter should not).
+ */
+static bool upalloc_uring_brk_is_long(u64 addr, u64 new_brk)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	struct upalloc_region *r;
+	bool is_long = false;
+
+	if (!mm)
+		return false;
+	if (!mmap_read_trylock(mm))
+		return true;
+	vma = vma_lookup(mm, untagged_addr(addr));
+	if (vma && vma->vm_ops == &upalloc_vm_ops) {
+		r = vma->vm_private_data;
+		if (r && r->mm == mm) {
+			pgoff_t old_brk = READ_ONCE(r->brk);
+			pgoff_t to = new_brk >> PAGE_SHIFT;
+
+			is_long = to < old_brk &&
+				  old_brk - to > READ_ONCE(uring_inline_pages);
+		}
+	}
+	mmap_read_unlock(mm);
+	return is_long;
+}
 
 /*
  * Would this command allocate or free more pages than we allow inline?
@@ -67,7 +102,7 @@ static bool upalloc_uring_cmd_is_long(unsigned int cmd_op, void __user *arg)
 {
 	struct upalloc_range __user *range = arg;
 	struct upalloc_brk __user *brk = arg;
-	u64 len;
+	u64 len, addr, new_brk;
 	u32 flags;
 
 	switch (cmd_op) {
@@ -77,10 +112,13 @@ static bool upalloc_uring_cmd_is_long(unsigned int cmd_op, void __user *arg)
 			return false;
 		return (len >> PAGE_SHIFT) > READ_ONCE(uring_inline_pages);
 	case UPALLOC_IOC_SET_BRK:
-		/* Which way the break moves is only known under the region lock. */
-		if (get_user(flags, &brk->flags))
+		/* Raising the break only commits: inline. Lowering frees. */
+		if (get_user(flags, &brk->flags) || get_user(addr, &brk->addr) ||
+		    get_user(new_brk, &brk->new_brk))
 			return false;
-		return !(flags & UPALLOC_BRK_QUERY);
+		if (flags & UPALLOC_BRK_QUERY)
+			return false;
+		return upalloc_uring_brk_is_long(addr, new_brk);
 	default:
 		return false;
 	}

@@ -318,6 +318,44 @@ TEST_F(uring, set_brk_matches_ioctl)
 	ASSERT_EQ(0, munmap(b, PAGES(n)));
 }
 
+TEST_F(uring, set_brk_down_by_many_pages_matches_ioctl)
+{
+	size_t n = self->inline_pages * 2 + 8;	/* freed in io-wq */
+	struct upalloc_brk bi, br;
+	struct upa_stats s0, s1, s2;
+	char *a, *b;
+
+	NEED_DEVICE();
+	a = upa_map_heap(self->fd, PAGES(n));
+	b = upa_map_heap(self->fd, PAGES(n));
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	ASSERT_EQ(0, upa_set_brk(self->fd, a, PAGES(n), NULL));
+	memset(&br, 0, sizeof(br));
+	br.addr = (uintptr_t)b;
+	br.new_brk = PAGES(n);
+	ASSERT_EQ(0, ring_cmd(&self->ring, self->fd, UPALLOC_IOC_SET_BRK, &br));
+	write_pages(a, 0, n, 1);
+	write_pages(b, 0, n, 1);
+
+	READ_STATS(&s0);
+	ASSERT_EQ(0, upa_set_brk(self->fd, a, PAGES(2), &bi));
+	READ_STATS(&s1);
+	memset(&br, 0, sizeof(br));
+	br.addr = (uintptr_t)b + PAGES(1);
+	br.new_brk = PAGES(2);
+	ASSERT_EQ(0, ring_cmd(&self->ring, self->fd, UPALLOC_IOC_SET_BRK, &br));
+	READ_STATS(&s2);
+	EXPECT_EQ(bi.old_brk, br.old_brk);
+	EXPECT_EQ(PAGES(n), br.old_brk);
+	EXPECT_EQ((uintptr_t)b, br.region_start);
+	EXPECT_EQ(STAT_DELTA(s1, s0, pages_live), STAT_DELTA(s2, s1, pages_live));
+	EXPECT_EQ(-(int64_t)(n - 2), STAT_DELTA(s2, s1, pages_live));
+	EXPECT_EQ(2, upa_pages_present(self->fd, b));
+	ASSERT_EQ(0, munmap(a, PAGES(n)));
+	ASSERT_EQ(0, munmap(b, PAGES(n)));
+}
+
 TEST_F(uring, region_info_matches_ioctl)
 {
 	struct upalloc_region_info bi, br;
