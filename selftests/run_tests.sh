@@ -9,8 +9,10 @@
 # Besides the harness results, each binary gets one "<binary>.kernel_log_clean"
 # result when the kernel log is readable (no BUG/WARNING/Oops/"Bad page state"
 # etc. appeared while it ran), and the run ends with
-# "final.no_pages_or_regions_left" (pages_live and regions_live are 0 once
-# every test has exited) when the module is loaded.
+# "final.module_params_restored" (every module parameter has its value from
+# before the run; restored otherwise) and "final.no_pages_or_regions_left"
+# (pages_live and regions_live are 0 once every test has exited) when the
+# module is loaded.
 #
 # A binary that dies, hangs (killed after --timeout seconds) or prints fewer
 # results than its plan announced gets a "not ok" line per missing result.
@@ -43,6 +45,16 @@ bad_kernel_log='BUG:|WARNING:|Oops|general protection|Bad page state|Bad rss-cou
 
 can_read_kernel_log=0
 dmesg >/dev/null 2>&1 && can_read_kernel_log=1
+
+# Module parameters as they were: tests that change them restore them, and
+# a test that dies before its teardown must not leave its limits behind.
+params=/sys/module/upalloc/parameters
+declare -A saved_params
+if [ -d "$params" ]; then
+	for f in "$params"/*; do
+		[ -r "$f" ] && saved_params[$f]=$(cat "$f")
+	done
+fi
 
 echo "TAP version 13"
 for bin in "$@"; do
@@ -123,6 +135,23 @@ for bin in "$@"; do
 		fi
 	fi
 done
+
+if [ ${#saved_params[@]} -gt 0 ]; then
+	changed=""
+	for f in "${!saved_params[@]}"; do
+		now=$(cat "$f" 2>/dev/null)
+		if [ "$now" != "${saved_params[$f]}" ]; then
+			changed="$changed $(basename "$f")=$now"
+			echo "${saved_params[$f]}" >"$f" 2>/dev/null
+		fi
+	done
+	if [ -z "$changed" ]; then
+		result ok final.module_params_restored
+	else
+		echo "# left changed (now restored):$changed"
+		result fail final.module_params_restored
+	fi
+fi
 
 # Everything above has exited: the module must hold no page and no region.
 if [ -r /proc/upalloc/stats ]; then

@@ -2,11 +2,12 @@
 /*
  * Description: stress (issue 2: threads x forks x decommits, bounded in
  * time). Writer threads keep writing a region and a heap, a decommit thread
- * keeps decommitting pages and moving the heap's break, while the main thread
- * forks children one after the other. Each child checks that its snapshot is
- * stable (the parent's ongoing writes never show through), writes its own
- * marker everywhere and moves its own break, and the parent checks that no
- * child marker ever shows in its memory. At the end every page and region is
+ * keeps decommitting pages and moving the heap's break, while two forker
+ * threads fork children one after the other. Each child checks that its
+ * snapshot is stable (the parent's ongoing writes never show through),
+ * writes its own marker everywhere, moves its own break and forks a
+ * grandchild whose writes it must not see; the parent checks that no child
+ * or grandchild marker ever shows in its memory. At the end every page and region is
  * released: pages_live and regions_live are back to their values before the
  * test (0 when nothing else uses the module).
  *
@@ -22,7 +23,9 @@
 #define HEAP_LOW	32	/* writers stay below this heap page */
 #define HEAP_HIGH	64
 #define NWRITERS	3
+#define NFORKERS	2
 #define CHILD_MARK	0xc41dc41dc41dc41dULL
+#define GRANDCHILD_MARK	0x96c496c496c496c4ULL
 
 FIXTURE(stress) {
 	int fd;
@@ -110,6 +113,8 @@ static int child_main(struct shared_state *st, char *snapshot)
 {
 	size_t pg, k;
 	uint64_t nr;
+	int status;
+	pid_t gc;
 
 	memcpy(snapshot, st->region, PAGES(REGION_PAGES));
 	usleep(2000);
@@ -130,11 +135,27 @@ static int child_main(struct shared_state *st, char *snapshot)
 	if (upa_set_brk(st->fd, st->heap, PAGES(HEAP_LOW), NULL))
 		return 13;
 
+	/* A grandchild sees the child's marks; its own stay its own. */
+	gc = fork();
+	if (gc < 0)
+		return 15;
+	if (gc == 0) {
+		for (pg = 0; pg < REGION_PAGES; pg += 5) {
+			if (*word_at(st->region, pg, 0) != CHILD_MARK)
+				_exit(16);
+			*word_at(st->region, pg, 0) = GRANDCHILD_MARK;
+		}
+		_exit(0);
+	}
+	status = wait_child(gc);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 17;
+
 	usleep(1000);
 	for (pg = 0; pg < REGION_PAGES; pg++)
 		for (k = 0; k < page_size() / 8; k += 64)
 			if (*word_at(st->region, pg, k) != CHILD_MARK)
-				return 14;	/* parent's writes reached us */
+				return 14;	/* parent's or grandchild's writes */
 	return 0;
 }
 
@@ -146,25 +167,71 @@ static double now_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * Fork children one after the other until the deadline, each with its own
+ * snapshot buffer, and check after each that no mark reached the parent.
+ */
+struct forker {
+	pthread_t thread;
+	struct shared_state *st;
+	double end;
+	char *snapshot;
+	int forks, bad_children, leaks;
+};
+
+static void *forker_main(void *arg)
+{
+	struct forker *f = arg;
+	struct shared_state *st = f->st;
+	size_t pg, k;
+
+	while (now_seconds() < f->end) {
+		int status;
+		pid_t pid = fork();
+
+		if (pid < 0)
+			break;
+		if (pid == 0)
+			_exit(child_main(st, f->snapshot));
+		status = wait_child(pid);
+		f->forks++;
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			f->bad_children++;
+			fprintf(stderr, "# child %d: status %#x\n", f->forks, status);
+		}
+		for (pg = 0; pg < REGION_PAGES; pg++)
+			for (k = 0; k < page_size() / 8; k += 64) {
+				uint64_t v = *word_at(st->region, pg, k);
+
+				if (v == CHILD_MARK || v == GRANDCHILD_MARK)
+					f->leaks++;
+			}
+		for (pg = 0; pg < HEAP_LOW; pg += 8)
+			if (*word_at(st->heap, pg, 1) == CHILD_MARK)
+				f->leaks++;
+	}
+	return NULL;
+}
+
 TEST_F_TIMEOUT(stress, threads_forks_decommits_keep_snapshots_isolated, 120)
 {
 	struct shared_state st = { .fd = self->fd };
 	struct writer w[NWRITERS];
+	struct forker f[NFORKERS];
 	struct upa_stats before, after;
 	pthread_t decommitter;
 	const char *env = getenv("UPALLOC_STRESS_SECONDS");
 	double seconds = env ? atof(env) : 15, end;
 	int forks = 0, bad_children = 0, leaks = 0;
 	char *snapshot;
-	size_t pg, k;
 	int i;
 
 	NEED_DEVICE();
 	if (seconds <= 0 || seconds > 100)
 		seconds = 15;
-	snapshot = malloc(PAGES(REGION_PAGES));
+	snapshot = malloc(NFORKERS * PAGES(REGION_PAGES));
 	ASSERT_NE(NULL, snapshot);
-	memset(snapshot, 0, PAGES(REGION_PAGES));
+	memset(snapshot, 0, NFORKERS * PAGES(REGION_PAGES));
 	READ_STATS(&before);
 
 	st.region = upa_map(self->fd, PAGES(REGION_PAGES), 0);
@@ -180,28 +247,16 @@ TEST_F_TIMEOUT(stress, threads_forks_decommits_keep_snapshots_isolated, 120)
 	ASSERT_EQ(0, pthread_create(&decommitter, NULL, decommitter_main, &st));
 
 	end = now_seconds() + seconds;
-	while (now_seconds() < end) {
-		int status;
-		pid_t pid = fork();
-
-		if (pid < 0)
-			break;
-		if (pid == 0)
-			_exit(child_main(&st, snapshot));
-		status = wait_child(pid);
-		forks++;
-		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-			bad_children++;
-			TH_LOG("child %d: status %#x", forks, status);
-		}
-		/* No child marker may ever appear in the parent. */
-		for (pg = 0; pg < REGION_PAGES; pg++)
-			for (k = 0; k < page_size() / 8; k += 64)
-				if (*word_at(st.region, pg, k) == CHILD_MARK)
-					leaks++;
-		for (pg = 0; pg < HEAP_LOW; pg += 8)
-			if (*word_at(st.heap, pg, 1) == CHILD_MARK)
-				leaks++;
+	for (i = 0; i < NFORKERS; i++) {
+		f[i] = (struct forker){ .st = &st, .end = end,
+					.snapshot = snapshot + i * PAGES(REGION_PAGES) };
+		ASSERT_EQ(0, pthread_create(&f[i].thread, NULL, forker_main, &f[i]));
+	}
+	for (i = 0; i < NFORKERS; i++) {
+		ASSERT_EQ(0, pthread_join(f[i].thread, NULL));
+		forks += f[i].forks;
+		bad_children += f[i].bad_children;
+		leaks += f[i].leaks;
 	}
 
 	st.stop = 1;
