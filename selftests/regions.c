@@ -361,6 +361,89 @@ TEST_F(regions, gup_reads_and_writes_region)
 	ASSERT_EQ(0, munmap(p, PAGES(4)));
 }
 
+/* The core's own rules for file mappings apply to the device as well. */
+TEST_F(regions, unsupported_mmap_flags_are_rejected)
+{
+	char *p;
+
+	NEED_DEVICE();
+	expect_mmap_refused(_metadata, self->fd, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_GROWSDOWN, 0, PAGES(4), EINVAL);
+	expect_mmap_refused(_metadata, self->fd, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_HUGETLB, 0, PAGES(4), EINVAL);
+	expect_mmap_refused(_metadata, self->fd, PROT_READ | PROT_WRITE,
+			    MAP_SHARED_VALIDATE | MAP_SYNC, 0, PAGES(4), EOPNOTSUPP);
+	expect_mmap_refused(_metadata, self->fd, PROT_READ | PROT_WRITE,
+			    MAP_SHARED, 0, 0, EINVAL);
+	/* MAP_SHARED_VALIDATE without unknown flags is plain MAP_SHARED. */
+	p = mmap(NULL, PAGES(2), PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE,
+		 self->fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	p[0] = 1;
+	EXPECT_EQ(1, upa_pages_present(self->fd, p));
+	ASSERT_EQ(0, munmap(p, PAGES(2)));
+}
+
+TEST_F(regions, prot_none_region_can_be_opened_whole)
+{
+	struct upa_stats before, after;
+	char *p;
+	char v;
+
+	NEED_DEVICE();
+	READ_STATS(&before);
+	p = mmap(NULL, PAGES(4), PROT_NONE, MAP_SHARED, self->fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(SIGSEGV, upa_probe_read(p, &v, NULL));
+	READ_STATS(&after);
+	EXPECT_EQ(1, STAT_DELTA(after, before, regions_created));
+	EXPECT_EQ(4, STAT_DELTA(after, before, pages_committed));
+	EXPECT_EQ(0, STAT_DELTA(after, before, faults));
+	ASSERT_EQ(0, mprotect(p, PAGES(4), PROT_READ | PROT_WRITE));
+	fill_pages(p, 0, 4, 1);
+	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
+	ASSERT_EQ(0, munmap(p, PAGES(4)));
+}
+
+/*
+ * A descriptor opened O_RDONLY never yields a writable region. For a
+ * MAP_SHARED mapping of it the core clears VM_SHARED (keeping VM_MAYSHARE),
+ * so the module may refuse it like a private mapping (EINVAL, nothing
+ * created) or accept a read-only region: both are checked exactly.
+ */
+TEST_F(regions, read_only_descriptor_never_maps_writable)
+{
+	struct upa_stats before, after;
+	char *p;
+	char v;
+	int ro;
+
+	NEED_DEVICE();
+	ro = open(UPALLOC_DEVICE_PATH, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, ro);
+	expect_mmap_refused(_metadata, ro, PROT_READ | PROT_WRITE, MAP_SHARED,
+			    0, PAGES(2), EACCES);
+	READ_STATS(&before);
+	errno = 0;
+	p = mmap(NULL, PAGES(2), PROT_READ, MAP_SHARED, ro, 0);
+	READ_STATS(&after);
+	if (p == MAP_FAILED) {
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(0, STAT_DELTA(after, before, regions_created));
+		EXPECT_EQ(0, STAT_DELTA(after, before, pages_committed));
+	} else {
+		EXPECT_EQ(1, STAT_DELTA(after, before, regions_created));
+		EXPECT_EQ(0, upa_probe_read(p, &v, NULL));
+		EXPECT_EQ(0, v);
+		EXPECT_EQ(SIGSEGV, upa_probe_write(p, 1, NULL));
+		errno = 0;
+		EXPECT_EQ(-1, mprotect(p, PAGES(2), PROT_READ | PROT_WRITE));
+		EXPECT_EQ(EACCES, errno);
+		ASSERT_EQ(0, munmap(p, PAGES(2)));
+	}
+	close(ro);
+}
+
 TEST_F(regions, region_info_describes_plain_region)
 {
 	struct upalloc_region_info info;
