@@ -416,7 +416,7 @@ TEST_F(regions, read_only_descriptor_never_maps_writable)
 	struct upa_stats before, after;
 	char *p;
 	char v;
-	int ro;
+	int ro, err;
 
 	NEED_DEVICE();
 	ro = open(UPALLOC_DEVICE_PATH, O_RDONLY | O_CLOEXEC);
@@ -426,9 +426,10 @@ TEST_F(regions, read_only_descriptor_never_maps_writable)
 	READ_STATS(&before);
 	errno = 0;
 	p = mmap(NULL, PAGES(2), PROT_READ, MAP_SHARED, ro, 0);
+	err = errno;
 	READ_STATS(&after);
 	if (p == MAP_FAILED) {
-		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(EINVAL, err);
 		EXPECT_EQ(0, STAT_DELTA(after, before, regions_created));
 		EXPECT_EQ(0, STAT_DELTA(after, before, pages_committed));
 	} else {

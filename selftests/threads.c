@@ -4,7 +4,7 @@
  * different pages of one region at the same time get exactly one page per
  * offset: every thread's writes land in the same page, the module allocates
  * exactly one page per offset and frees all of them at munmap. Concurrent
- * decommits and faults leak nothing either.
+ * decommits, populates and faults leak nothing either.
  */
 #include <pthread.h>
 
@@ -162,7 +162,10 @@ static void *fault_and_decommit(void *arg)
 		size_t pg = ((size_t)r * 7 + (size_t)w->id * 13) % (NPAGES - 8);
 		uint64_t nr = 0;
 
-		if (w->id % 2) {
+		if (w->id % 4 == 1) {
+			if (upa_populate(w->fd, w->p + PAGES(pg), PAGES(8), &nr))
+				w->errors++;
+		} else if (w->id % 2) {
 			write_pages(w->p, pg, 8, (char)r);
 		} else {
 			if (upa_decommit(w->fd, w->p + PAGES(pg), PAGES(8), &nr))
@@ -173,7 +176,7 @@ static void *fault_and_decommit(void *arg)
 	return NULL;
 }
 
-TEST_F(threads, concurrent_decommit_and_faults_leak_nothing)
+TEST_F(threads, concurrent_decommit_populate_and_faults_leak_nothing)
 {
 	struct worker w[NTHREADS];
 	struct upa_stats before, after;
