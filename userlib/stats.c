@@ -402,36 +402,49 @@ UPA_API void upa_malloc_stats(void)
 	print_device_stats(&out);
 }
 
+/* The size_t counters of struct upa_lib_stats, listed once. */
+#define UPA_STAT_FIELDS(X)						\
+	X(arenas) X(bytes_mapped) X(bytes_in_use) X(bytes_free)		\
+	X(bytes_top) X(mmapped_chunks) X(bytes_mmapped_chunks)		\
+	X(malloc_calls) X(free_calls) X(tcache_hits) X(fastbin_hits)	\
+	X(smallbin_hits) X(unsorted_hits) X(largebin_hits)		\
+	X(top_splits) X(heap_grows) X(heap_trims) X(decommits)		\
+	X(bytes_decommitted)
+
+struct stat_field {
+	const char *name;
+	size_t offset;
+};
+
+#define UPA_STAT_ENTRY(f) { #f, offsetof(struct upa_lib_stats, f) },
+static const struct stat_field stat_fields[] = {
+	UPA_STAT_FIELDS(UPA_STAT_ENTRY)
+};
+
+/* UPALLOC_STATS=1: "name value" lines on stderr, then the device's. */
 void upa_stats_at_exit(void)
 {
 	struct upa_lib_stats st;
-	char buf[1536];
 	struct text out;
+	unsigned int i;
 	int n;
 
 	st.size = sizeof(st);
 	if (upa_lib_stats(&st))
 		return;
-	n = upa_snprintf(buf, sizeof(buf),
-			 "upalloc: statistics at exit (pid %d)\n"
-			 "backend %s\narenas %zu\nbytes_mapped %zu\n"
-			 "bytes_in_use %zu\nbytes_free %zu\nbytes_top %zu\n"
-			 "mmapped_chunks %zu\nbytes_mmapped_chunks %zu\n"
-			 "malloc_calls %zu\nfree_calls %zu\ntcache_hits %zu\n"
-			 "fastbin_hits %zu\nsmallbin_hits %zu\n"
-			 "unsorted_hits %zu\nlargebin_hits %zu\ntop_splits %zu\n"
-			 "heap_grows %zu\nheap_trims %zu\ndecommits %zu\n"
-			 "bytes_decommitted %zu\n",
-			 (int)getpid(), upa_region_backend_name(), st.arenas,
-			 st.bytes_mapped, st.bytes_in_use, st.bytes_free,
-			 st.bytes_top, st.mmapped_chunks,
-			 st.bytes_mmapped_chunks, st.malloc_calls,
-			 st.free_calls, st.tcache_hits, st.fastbin_hits,
-			 st.smallbin_hits, st.unsorted_hits, st.largebin_hits,
-			 st.top_splits, st.heap_grows, st.heap_trims,
-			 st.decommits, st.bytes_decommitted);
-	upa_write_all(2, buf, (size_t)n);
 	out.fd = 2;
+	n = upa_snprintf(out.buf, sizeof(out.buf),
+			 "upalloc: statistics at exit (pid %d)\nbackend %s\n",
+			 (int)getpid(), upa_region_backend_name());
+	upa_write_all(2, out.buf, (size_t)n);
+	for (i = 0; i < UPA_ARRAY_SIZE(stat_fields); i++) {
+		const size_t *v = (const size_t *)((const char *)&st +
+						   stat_fields[i].offset);
+
+		n = upa_snprintf(out.buf, sizeof(out.buf), "%s %zu\n",
+				 stat_fields[i].name, *v);
+		upa_write_all(2, out.buf, (size_t)n);
+	}
 	print_device_stats(&out);
 }
 
