@@ -43,11 +43,12 @@ static int child_allocates(void)
 	void *p[200];
 	int i;
 
+	/* small and medium chunks from the heap, a few mmapped ones */
 	for (i = 0; i < 200; i++) {
-		p[i] = malloc(i % 10 == 0 ? (256 << 10) : (size_t)i * 24);
+		p[i] = malloc(i % 50 == 0 ? (256 << 10) : (size_t)i * 24);
 		if (!p[i])
 			return 2;
-		memset(p[i], i, i % 10 == 0 ? (256 << 10) : (size_t)i * 24);
+		memset(p[i], i, i % 50 == 0 ? 4096 : (size_t)i * 24);
 	}
 	for (i = 0; i < 200; i += 2)
 		free(p[i]);
@@ -67,7 +68,7 @@ TEST_F_TIMEOUT(fork, child_of_threaded_program_can_allocate, 120)
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, churn,
 					    (void *)(uintptr_t)i));
-	for (i = 0; i < 40; i++) {
+	for (i = 0; i < 25; i++) {
 		pid_t pid;
 
 		fflush(NULL);
