@@ -7,6 +7,7 @@
  * fork handler early (before the program can start threads).
  */
 #include <sys/auxv.h>
+#include <sys/random.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -19,20 +20,40 @@ struct upa_lock upa_global_lock = UPA_LOCK_INIT;
 size_t upa_page_size = 4096;
 static struct upa_lock init_lock = UPA_LOCK_INIT;
 
+/* splitmix64's finaliser: a bijective mix, so no input bit is exposed. */
+static uint64_t key_mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * The thread-cache key is stored in freed blocks, where a buggy program
+ * can read it: so it must not be one of glibc's secrets (AT_RANDOM holds
+ * the stack-protector and pointer-guard values). Fresh bytes from
+ * getrandom(); if that fails, AT_RANDOM and addresses, mixed.
+ */
 static void key_init(void)
 {
 	const unsigned char *rnd = (const void *)getauxval(AT_RANDOM);
-	uintptr_t k = (uintptr_t)&k ^ 0x9e3779b97f4a7c15ULL;
+	int saved_errno = errno;
+	uint64_t k = 0, a = 0, b = 0;
 
-	/*
-	 * AT_RANDOM: 16 random bytes from the kernel; glibc uses the first 8
-	 * for the stack protector, we take the last 8.
-	 */
-	if (rnd)
-		memcpy(&k, rnd + 8, sizeof(k));
+	if (getrandom(&k, sizeof(k), GRND_NONBLOCK) != sizeof(k)) {
+		if (rnd) {
+			memcpy(&a, rnd, sizeof(a));
+			memcpy(&b, rnd + 8, sizeof(b));
+		}
+		k = key_mix(a ^ key_mix(b ^ (uintptr_t)&k) ^
+			    (uintptr_t)&upa_tcache_key);
+	}
+	errno = saved_errno;
 	if (!k)
 		k = 0x5a17c0de5a17c0deULL;
-	upa_tcache_key = k;
+	upa_tcache_key = (uintptr_t)k;
 }
 
 void upa_init_slow(void)
