@@ -332,6 +332,48 @@ TEST_F(info, malloc_info_writes_well_formed_xml)
 	free(q);
 }
 
+static void *alloc_in_own_arena(void *arg)
+{
+	pthread_barrier_t *all_started = arg;
+	void *p;
+
+	pthread_barrier_wait(all_started);	/* all alive: one arena each */
+	p = malloc(5000);
+	pthread_barrier_wait(all_started);
+	free(p);
+	return NULL;
+}
+
+TEST_F(info, malloc_info_lists_every_arena)
+{
+	static char buf[1 << 17];
+	struct upa_lib_stats st;
+	pthread_barrier_t barrier;
+	pthread_t t[3];
+	const char *err;
+	FILE *f = tmpfile();
+	int i, heaps;
+	size_t n;
+
+	pthread_barrier_init(&barrier, NULL, 3);
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_in_own_arena,
+					    &barrier));
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	STATS(st);
+	ASSERT_LE(2, st.arenas);
+	ASSERT_EQ(0, malloc_info(0, f));
+	fflush(f);
+	rewind(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	err = xml_check(buf, &heaps);
+	EXPECT_EQ(NULL, err) TH_LOG("%s in:\n%s", err, buf);
+	EXPECT_EQ(st.arenas, heaps) TH_LOG("%s", buf);
+}
+
 TEST_F(info, malloc_info_rejects_options)
 {
 	FILE *f = tmpfile();

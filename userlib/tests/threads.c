@@ -150,6 +150,31 @@ TEST_F(threads, concurrent_threads_get_arenas_of_their_own)
 			free(args[i].p[j]);
 }
 
+TEST_F(threads, arena_limit_makes_threads_share_arenas)
+{
+	static struct alive_arg args[8];
+	struct upa_lib_stats st;
+	pthread_barrier_t barrier;
+	pthread_t t[8];
+	int i, j;
+
+	ASSERT_EQ(1, mallopt(M_ARENA_MAX, 2));
+	pthread_barrier_init(&barrier, NULL, 8);
+	for (i = 0; i < 8; i++) {
+		args[i].barrier = &barrier;
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_while_all_alive,
+					    &args[i]));
+	}
+	for (i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	STATS(st);
+	EXPECT_EQ(2, st.arenas);
+	ASSERT_EQ(0, upa_heap_check());
+	for (i = 0; i < 8; i++)
+		for (j = 0; j < 100; j++)
+			free(args[i].p[j]);
+}
+
 struct reuse_arg {
 	int to_main[2], to_thread[2];
 	void *first[200], *second[200];
