@@ -69,10 +69,18 @@ static void tcache_refill(struct upa_arena *a, size_t nb)
 		upa_tcache_fill(tc, a, idx);
 }
 
-/* Steps 4-6: the unsorted bin, then large bins and the binmap. */
+/*
+ * Steps 4-6: the unsorted bin, then large bins and the binmap. Exact fits
+ * found while sorting first fill the thread cache's bin for nb (the next
+ * mallocs of this size then take no lock); one of them is returned when
+ * the scan is over.
+ */
 static void *bins_search(struct upa_arena *a, size_t nb)
 {
 	struct upa_chunk *head = &a->bins[UPA_UNSORTED];
+	struct upa_tcache *tc = &upa_tc;
+	unsigned int tidx = tcache_index(nb);
+	bool stashed = false;
 	struct upa_chunk *c;
 	unsigned int iters = 0;
 
@@ -105,12 +113,20 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 		if (size == nb) {
 			chunk_set_inuse(c);
 			a->st.unsorted_hits++;
-			return chunk_mem(c);
+			if (tidx < UPA_TCACHE_BINS && tc->room[tidx]) {
+				tcache_push(tc, tidx, chunk_mem(c));
+				stashed = true;
+			} else {
+				return chunk_mem(c);
+			}
+		} else {
+			upa_bin_place(a, c, size);
 		}
-		upa_bin_place(a, c, size);
 		if (++iters >= 10000)
 			break;
 	}
+	if (stashed)
+		return tcache_pop(tc, tidx);
 
 	if (!in_smallbin_range(nb)) {
 		c = upa_largebin_best_fit(a, nb);
