@@ -172,7 +172,7 @@ void upalloc_count(struct upalloc_proc *proc, enum upalloc_stat item, u64 n);
 void upalloc_count_fault_latency(struct upalloc_proc *proc, u64 ns);
 void upalloc_pages_live_add(long n);
 void upalloc_proc_pages_add(struct upalloc_proc *proc, long n);
-struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm);
+struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp);
 void upalloc_proc_put_region(struct upalloc_proc *proc);
 int upalloc_commit(struct upalloc_proc *proc, long pages, bool force);
 void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);

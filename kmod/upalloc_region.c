@@ -36,6 +36,12 @@
 /* Driver pages: zeroed or copied by us, memcg-charged, never movable. */
 #define UPALLOC_GFP		(GFP_HIGHUSER | __GFP_ACCOUNT)
 #define UPALLOC_XA_GFP		GFP_KERNEL_ACCOUNT
+/*
+ * A fork clone's bookkeeping is not charged: a memcg at its limit must not
+ * leave the child with an unusable region (->open cannot fail the fork).
+ * Its pages are shared and stay charged where they were allocated.
+ */
+#define UPALLOC_FORK_GFP	GFP_KERNEL
 
 /* Pages taken out of a table per round of the removal protocol. */
 #define UPALLOC_BATCH		32
@@ -72,14 +78,14 @@ void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,
 	upalloc_zap_range(vma, addr, size);
 }
 
-static struct upalloc_region *region_alloc(struct mm_struct *mm)
+static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp)
 {
 	struct upalloc_region *r;
 
-	r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	r = kzalloc(sizeof(*r), gfp);
 	if (!r)
 		return NULL;
-	r->proc = upalloc_proc_get(mm);
+	r->proc = upalloc_proc_get(mm, gfp);
 	if (!r->proc) {
 		kfree(r);
 		return NULL;
@@ -113,7 +119,7 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 	int err = -ENOMEM;
 	u64 base;
 
-	r = region_alloc(mm);
+	r = region_alloc(mm, GFP_KERNEL_ACCOUNT);
 	if (!r)
 		return ERR_PTR(-ENOMEM);
 	r->family = kzalloc(sizeof(*r->family), GFP_KERNEL_ACCOUNT);
@@ -193,7 +199,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	unsigned long idx;
 	struct page *page;
 
-	r = region_alloc(mm);
+	r = region_alloc(mm, UPALLOC_FORK_GFP);
 	if (!r)
 		return NULL;
 	r->family = fam;
@@ -205,7 +211,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	mutex_lock(&fam->lock);
 	r->brk = parent->brk;
 	xa_for_each(&parent->pages, idx, page) {
-		if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_XA_GFP)))
+		if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_FORK_GFP)))
 			goto out_unshare;
 		get_page(page);
 		set_page_private(page, page_private(page) + 1);

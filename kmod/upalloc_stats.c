@@ -209,10 +209,11 @@ static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
 }
 
 /*
- * The record of mm, created if needed, with one more region counted in it
- * (the caller is creating a region). Returns NULL on allocation failure.
+ * The record of mm, created if needed (allocated with gfp), with one more
+ * region counted in it (the caller is creating a region). Returns NULL on
+ * allocation failure.
  */
-struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm)
+struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 {
 	struct upalloc_proc *proc, *new;
 	HLIST_HEAD(dead);
@@ -225,10 +226,10 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm)
 	if (proc)
 		return proc;
 
-	new = kzalloc(sizeof(*new), GFP_KERNEL_ACCOUNT);
+	new = kzalloc(sizeof(*new), gfp);
 	if (!new)
 		return NULL;
-	new->stats = alloc_percpu(struct upalloc_counters);
+	new->stats = alloc_percpu_gfp(struct upalloc_counters, gfp);
 	if (!new->stats) {
 		kfree(new);
 		return NULL;
