@@ -73,9 +73,10 @@ const char *upa_backend_name(void);
 /*
  * Walk every arena and check every heap invariant (chunk sizes and flags,
  * boundary tags, free-list links, bin membership and ordering, no two free
- * neighbours, top chunk placement, accounting). Returns 0 when the heap is
- * consistent; otherwise writes a description of the first violation to
- * stderr and returns -1. Takes the arena locks; safe to call at any time.
+ * neighbours, top chunk placement, accounting), and the calling thread's
+ * cache (other threads' caches are theirs alone). Returns 0 when the heap
+ * is consistent; otherwise writes "upalloc: heap check: <what>" to stderr
+ * and returns -1. Takes the arena locks; safe to call at any time.
  */
 int upa_heap_check(void);
 
@@ -91,7 +92,8 @@ struct upa_lib_stats {
 	size_t bytes_mapped;	/* heap breaks + mmapped chunks */
 	size_t bytes_in_use;	/* chunks handed out (chunk sizes; an
 				 * mmapped chunk counts its whole region) */
-	size_t bytes_free;	/* free chunks in bins and thread caches */
+	size_t bytes_free;	/* free chunks in bins and in every
+				 * live thread's cache */
 	size_t bytes_top;	/* top chunks */
 	size_t mmapped_chunks;
 	size_t bytes_mmapped_chunks;
