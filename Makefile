@@ -22,6 +22,7 @@ RESULTS := $(BUILD)/results
 VM := $(TOP)/tools/upalloc-vm
 KERNELS ?= 6.1 6.12
 KERNEL ?= 6.1
+export KERNELS
 
 # Every part is required; a missing one is named rather than skipped.
 need = @test -f $(TOP)/$(1) || { echo "error: $(1) is missing from this tree" >&2; exit 1; }
