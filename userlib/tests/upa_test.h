@@ -160,16 +160,21 @@ static inline bool backend_is_device(void)
  */
 static inline int wait_bounded(pid_t pid, int timeout_s, int *status)
 {
-	struct timespec tick = { 0, 5 * 1000 * 1000 };
-	long ticks = (long)timeout_s * 200;
+	struct timespec tick = { 0, 5 * 1000 * 1000 }, now, end;
 
-	while (ticks-- > 0) {
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_s;
+	for (;;) {
 		pid_t r = waitpid(pid, status, WNOHANG);
 
 		if (r == pid)
 			return 0;
 		if (r < 0 && errno != EINTR)
 			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec ||
+		    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+			break;
 		nanosleep(&tick, NULL);
 	}
 	kill(pid, SIGKILL);
