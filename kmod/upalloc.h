@@ -71,7 +71,8 @@ struct upalloc_counters {
  *   regions == number of live regions whose ->proc is this record
  *   committed == sum over those regions of region->brk
  * Locks: node, regions under upalloc_procs_lock; committed under
- * upalloc_commit_lock; pages_live/pages_peak atomic; stats per-CPU.
+ * upalloc_commit_lock; pages_live_peak (live count and its peak in one
+ * word, see upalloc_stats.c) atomic; stats per-CPU.
  * Lifetime: the record holds an mmgrab() reference, so mm stays a unique
  * identity; it is freed once it has no regions and the mm is dead
  * (mm_users == 0), or at module exit.
@@ -82,8 +83,7 @@ struct upalloc_proc {
 	pid_t tgid;			/* creator, if MEMCG has no mm->owner */
 	long regions;
 	long committed;			/* pages */
-	atomic_long_t pages_live;
-	atomic_long_t pages_peak;
+	atomic64_t pages_live_peak;
 	struct upalloc_counters __percpu *stats;
 };
 

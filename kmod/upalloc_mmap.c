@@ -24,10 +24,10 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/fs.h>
-#include <linux/ktime.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/sched.h>
+#include <linux/sched/clock.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
@@ -69,11 +69,16 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	struct upalloc_region *r = vmf->vma->vm_private_data;
 	bool write = vmf->flags & FAULT_FLAG_WRITE;
 	unsigned long addr = vmf->address & PAGE_MASK;
-	u64 start = ktime_get_ns();
+	/*
+	 * sched_clock (the TSC on x86) rather than ktime_get_ns(): the
+	 * clocksource may be an MMIO device (hpet), whose two reads would
+	 * cost a fair share of the fault they measure.
+	 */
+	u64 start = local_clock();
 	struct page *page;
 	vm_fault_t ret;
 	pgoff_t idx;
-	u64 ns;
+	s64 ns;
 
 	/* A fork clone that could not be made: the child has no pages. */
 	if (!r)
@@ -97,7 +102,8 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 		ret = VM_FAULT_LOCKED;
 	}
 
-	ns = ktime_get_ns() - start;
+	/* Migrated to a CPU whose clock lags: count it as immediate. */
+	ns = max_t(s64, local_clock() - start, 0);
 	trace_fault(r->base, addr, idx, write, ret, ns);
 	if (ret == VM_FAULT_SIGBUS)
 		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);

@@ -44,9 +44,8 @@
 
 static DEFINE_PER_CPU(struct upalloc_counters, upalloc_counters);
 
-/* Pages held by the module: allocated - freed. Exact, so an atomic. */
-static atomic_long_t upalloc_pages_live = ATOMIC_LONG_INIT(0);
-static atomic_long_t upalloc_pages_peak = ATOMIC_LONG_INIT(0);
+/* Pages held by the module (allocated - freed) and their peak. */
+static atomic64_t upalloc_pages_live_peak = ATOMIC64_INIT(0);
 
 /* Sum of every live region's break in pages; guarded by the lock. */
 static DEFINE_SPINLOCK(upalloc_commit_lock);
@@ -99,26 +98,46 @@ void upalloc_count_fault_latency(struct upalloc_proc *proc, u64 ns)
 	upalloc_count(proc, UPALLOC_STAT_LATENCY0 + bucket, 1);
 }
 
-static void peak_raise(atomic_long_t *peak, long live)
+/*
+ * A live page count and its peak share one 64-bit word, the live count
+ * (signed) in the low half and the peak in the high half: one cmpxchg keeps
+ * both exact, where a counter and a separate peak took two atomic
+ * operations per page on the fault path, and a reader sees a consistent
+ * pair. 2^31 pages (8 TiB) is beyond any machine's memory.
+ */
+static long live_of(u64 live_peak)
 {
-	long old = atomic_long_read(peak);
+	return (s32)lower_32_bits(live_peak);
+}
 
-	while (live > old && !atomic_long_try_cmpxchg(peak, &old, live))
-		;
+static long peak_of(u64 live_peak)
+{
+	return upper_32_bits(live_peak);
+}
+
+static void live_peak_add(atomic64_t *live_peak, long n)
+{
+	s64 old = atomic64_read(live_peak);
+	long live, peak;
+	u64 new;
+
+	do {
+		live = live_of(old) + n;
+		peak = max(peak_of(old), live);
+		new = (u64)peak << 32 | (u32)live;
+	} while (!atomic64_try_cmpxchg(live_peak, &old, new));
 }
 
 /* A page enters (n > 0) or leaves (n < 0) the module's ownership. */
 void upalloc_pages_live_add(long n)
 {
-	peak_raise(&upalloc_pages_peak,
-		   atomic_long_add_return(n, &upalloc_pages_live));
+	live_peak_add(&upalloc_pages_live_peak, n);
 }
 
 /* Entries of the process's region tables appear or disappear. */
 void upalloc_proc_pages_add(struct upalloc_proc *proc, long n)
 {
-	peak_raise(&proc->pages_peak,
-		   atomic_long_add_return(n, &proc->pages_live));
+	live_peak_add(&proc->pages_live_peak, n);
 }
 
 static void counters_sum(struct upalloc_counters __percpu *counters,
@@ -276,6 +295,7 @@ void upalloc_proc_fill_stats(struct upalloc_proc_stats *st)
 {
 	u64 sum[UPALLOC_NR_STATS];
 	struct upalloc_proc *proc;
+	u64 live_peak;
 
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
@@ -286,8 +306,9 @@ void upalloc_proc_fill_stats(struct upalloc_proc_stats *st)
 	if (proc) {
 		counters_sum(proc->stats, sum);
 		st->regions_live = proc->regions;
-		st->pages_live = atomic_long_read(&proc->pages_live);
-		st->pages_peak = atomic_long_read(&proc->pages_peak);
+		live_peak = atomic64_read(&proc->pages_live_peak);
+		st->pages_live = live_of(live_peak);
+		st->pages_peak = peak_of(live_peak);
 		st->pages_committed = READ_ONCE(proc->committed);
 		st->regions_created = sum[UPALLOC_STAT_REGIONS_CREATED];
 		st->pages_allocated = sum[UPALLOC_STAT_PAGES_ALLOCATED];
@@ -312,6 +333,7 @@ static void stat_line(struct seq_file *m, const char *name, u64 value)
 
 static int upalloc_stats_show(struct seq_file *m, void *v)
 {
+	u64 live_peak = atomic64_read(&upalloc_pages_live_peak);
 	u64 sum[UPALLOC_NR_STATS];
 	unsigned int i;
 
@@ -321,8 +343,8 @@ static int upalloc_stats_show(struct seq_file *m, void *v)
 	for (i = UPALLOC_STAT_REGIONS_CREATED;
 	     i <= UPALLOC_STAT_REGIONS_DESTROYED; i++)
 		stat_line(m, upalloc_stat_names[i], sum[i]);
-	stat_line(m, "pages_live", atomic_long_read(&upalloc_pages_live));
-	stat_line(m, "pages_peak", atomic_long_read(&upalloc_pages_peak));
+	stat_line(m, "pages_live", live_of(live_peak));
+	stat_line(m, "pages_peak", peak_of(live_peak));
 	stat_line(m, "pages_committed", READ_ONCE(upalloc_pages_committed));
 	stat_line(m, "pages_allocated", sum[UPALLOC_STAT_PAGES_ALLOCATED]);
 	stat_line(m, "pages_freed", sum[UPALLOC_STAT_PAGES_FREED]);
@@ -349,6 +371,7 @@ static void processes_line(struct seq_file *m, struct upalloc_proc *proc,
 	u64 sum[UPALLOC_NR_STATS];
 	kuid_t uid = INVALID_UID;
 	pid_t pid = proc->tgid;
+	u64 live_peak;
 
 	rcu_read_lock();
 	owner = upalloc_mm_owner(proc->mm);
@@ -364,9 +387,9 @@ static void processes_line(struct seq_file *m, struct upalloc_proc *proc,
 	counters_sum(proc->stats, sum);
 	seq_printf(m, "%d ", pid);
 	seq_escape(m, comm, " \t\n\\");
+	live_peak = atomic64_read(&proc->pages_live_peak);
 	seq_printf(m, " %ld %ld %ld %ld %llu\n", proc->regions,
-		   atomic_long_read(&proc->pages_live),
-		   atomic_long_read(&proc->pages_peak),
+		   live_of(live_peak), peak_of(live_peak),
 		   READ_ONCE(proc->committed),
 		   sum[UPALLOC_STAT_FAULTS_READ] + sum[UPALLOC_STAT_FAULTS_WRITE]);
 }
