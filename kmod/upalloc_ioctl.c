@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * upalloc commands. upalloc_do_cmd() is the one entry point, shared by
- * ioctl and (later) io_uring passthrough: it validates the whole argument,
+ * ioctl and io_uring passthrough: it validates the whole argument,
  * and every address is looked up in the calling process's own VMAs, so a
  * descriptor passed to another process only ever reaches that process's
  * regions.
@@ -28,7 +28,8 @@ static long cmd_version(void __user *arg)
 		.abi_version = UPALLOC_ABI_VERSION,
 		.page_size = PAGE_SIZE,
 		.features = UPALLOC_FEAT_HEAP | UPALLOC_FEAT_DECOMMIT |
-			    UPALLOC_FEAT_POPULATE | UPALLOC_FEAT_PROC_STATS,
+			    UPALLOC_FEAT_POPULATE | UPALLOC_FEAT_PROC_STATS |
+			    UPALLOC_FEAT_URING_CMD,
 		.max_region_bytes =
 			(u64)READ_ONCE(upalloc_max_region_pages) << PAGE_SHIFT,
 	};

@@ -9,6 +9,8 @@
  *                          module's pages cannot be swapped or reclaimed.
  *   max_pages_per_process  commit limit per process (mm), 0 = unlimited.
  *   max_region_pages       the largest region an mmap accepts.
+ *   uring_inline_pages     io_uring commands that allocate or free more
+ *                          pages run in io-wq (upalloc_uring.c).
  * Memory is committed when a region is created (its whole length, or
  * nothing for a MAP_NORESERVE heap) or its break is raised; over a limit
  * the mmap or break move fails with ENOMEM. A fork child inherits its
@@ -61,6 +63,7 @@ static const struct file_operations upalloc_fops = {
 	.mmap = upalloc_mmap,
 	.unlocked_ioctl = upalloc_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.uring_cmd = upalloc_uring_cmd,
 	.llseek = noop_llseek,
 };
 
