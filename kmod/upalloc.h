@@ -91,7 +91,10 @@ struct upalloc_proc {
  * A fork family: the regions descended from one mmap.
  * lock guards, for every member region: the table contents, brk,
  * nr_present, and the share counts (page_private) of the pages in the
- * tables. ref counts the member regions.
+ * tables; except that a fresh page goes into an empty table slot under
+ * the region's xarray lock alone (brk and nr_present are written under
+ * both locks), so that faults on missing pages do not serialise on it.
+ * ref counts the member regions.
  */
 struct upalloc_family {
 	struct mutex lock;		/* see above */

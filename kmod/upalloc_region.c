@@ -78,7 +78,8 @@ void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,
 	upalloc_zap_range(vma, addr, size);
 }
 
-static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp)
+static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp,
+					   unsigned int xa_flags)
 {
 	struct upalloc_region *r;
 
@@ -91,7 +92,7 @@ static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp)
 		return NULL;
 	}
 	kref_init(&r->ref);
-	xa_init(&r->pages);
+	xa_init_flags(&r->pages, xa_flags);
 	r->mm = mm;
 	return r;
 }
@@ -119,7 +120,8 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 	int err = -ENOMEM;
 	u64 base;
 
-	r = region_alloc(mm, GFP_KERNEL_ACCOUNT);
+	/* Table nodes allocated under the xarray lock are charged too. */
+	r = region_alloc(mm, GFP_KERNEL_ACCOUNT, XA_FLAGS_ACCOUNT);
 	if (!r)
 		return ERR_PTR(-ENOMEM);
 	r->family = kzalloc(sizeof(*r->family), GFP_KERNEL_ACCOUNT);
@@ -199,7 +201,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	unsigned long idx;
 	struct page *page;
 
-	r = region_alloc(mm, UPALLOC_FORK_GFP);
+	r = region_alloc(mm, UPALLOC_FORK_GFP, 0);
 	if (!r)
 		return NULL;
 	r->family = fam;
@@ -284,6 +286,43 @@ static void region_count_new_page(struct upalloc_region *r, bool new_entry)
 }
 
 /*
+ * Put new (a fresh page, not yet visible to anyone) into the empty slot
+ * idx of r's table if idx is below the break, with share 1. Only the
+ * xarray's lock is taken, not the family mutex: an empty slot has no fork
+ * relative to agree with, and brk and nr_present are written under both
+ * locks, so the break checked here is the one a concurrent lowering of
+ * the break either precedes (and then sees this entry when it empties the
+ * range above it) or follows. Returns 0, -EBUSY (filled meanwhile),
+ * -ERANGE (not below the break) or -ENOMEM.
+ */
+static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
+			    struct page *new)
+{
+	XA_STATE(xas, &r->pages, idx);
+	int err;
+
+	set_page_private(new, 1);
+	do {
+		xas_lock(&xas);
+		if (idx >= r->brk) {
+			err = -ERANGE;
+		} else if (xas_load(&xas)) {
+			err = -EBUSY;
+		} else {
+			xas_store(&xas, new);
+			err = xas_error(&xas);
+			if (!err)
+				r->nr_present++;
+		}
+		xas_unlock(&xas);
+		/* A node could not be allocated under the lock: retry. */
+	} while (xas_nomem(&xas, UPALLOC_XA_GFP));
+	if (err)
+		set_page_private(new, 0);
+	return err;
+}
+
+/*
  * The page to map at idx for a fault, referenced. A missing page is
  * allocated zeroed; for a write, a page shared with a fork relative is
  * replaced by a private copy. Returns 0 or VM_FAULT_SIGBUS (beyond the
@@ -296,6 +335,7 @@ vm_fault_t upalloc_region_fault_page(struct upalloc_region *r,
 {
 	struct upalloc_family *fam = r->family;
 	struct page *page, *new;
+	int err;
 
 retry:
 	if (idx >= READ_ONCE(r->brk))
@@ -312,45 +352,56 @@ retry:
 	if (!page && (current->flags & PF_DUMPCORE))
 		return VM_FAULT_SIGBUS;
 
-	new = alloc_page(page ? UPALLOC_GFP : UPALLOC_GFP | __GFP_ZERO);
+	if (!page) {
+		new = alloc_page(UPALLOC_GFP | __GFP_ZERO);
+		if (!new)
+			goto out_oom;
+		/* The fault's reference, taken before others can see it. */
+		get_page(new);
+		err = table_insert_new(r, idx, new);
+		if (err) {
+			put_page(new);
+			__free_page(new);
+			if (err == -ENOMEM)
+				goto out_oom;
+			/* Filled meanwhile, or the break moved: look again. */
+			goto retry;
+		}
+		region_count_new_page(r, true);
+		*pagep = new;
+		return 0;
+	}
+
+	new = alloc_page(UPALLOC_GFP);
 	if (!new)
 		goto out_oom;
 	/* A shared page is never written, so copying it unlocked is safe. */
-	if (page)
-		copy_highpage(new, page);
+	copy_highpage(new, page);
 
 	mutex_lock(&fam->lock);
 	if (idx >= r->brk || xa_load(&r->pages, idx) != page) {
 		mutex_unlock(&fam->lock);
 		__free_page(new);
-		if (page)
-			put_page(page);
+		put_page(page);
 		goto retry;
 	}
-	if (page && page_private(page) == 1) {
+	if (page_private(page) == 1) {
 		/* The relatives dropped their shares meanwhile. */
 		mutex_unlock(&fam->lock);
 		__free_page(new);
 		*pagep = page;
 		return 0;
 	}
-	if (xa_is_err(xa_store(&r->pages, idx, new, UPALLOC_XA_GFP))) {
-		mutex_unlock(&fam->lock);
-		__free_page(new);
-		goto out_oom;
-	}
+	/* Replacing a present entry allocates nothing and cannot fail. */
+	xa_store(&r->pages, idx, new, UPALLOC_XA_GFP);
 	set_page_private(new, 1);
 	get_page(new);
-	if (!page)
-		r->nr_present++;
 	mutex_unlock(&fam->lock);
 
-	region_count_new_page(r, !page);
-	if (page) {
-		upalloc_count(r->proc, UPALLOC_STAT_COW_COPIES, 1);
-		region_retire_page(r, vma, addr, page);
-		put_page(page);
-	}
+	region_count_new_page(r, false);
+	upalloc_count(r->proc, UPALLOC_STAT_COW_COPIES, 1);
+	region_retire_page(r, vma, addr, page);
+	put_page(page);
 	*pagep = new;
 	return 0;
 
@@ -438,9 +489,9 @@ out_stale:
 int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 			pgoff_t last, u64 *nr_new)
 {
-	struct upalloc_family *fam = r->family;
 	struct page *new;
 	pgoff_t idx;
+	int err;
 
 	*nr_new = 0;
 	for (idx = first; idx < last; idx++) {
@@ -452,20 +503,13 @@ int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 		new = alloc_page(UPALLOC_GFP | __GFP_ZERO);
 		if (!new)
 			goto out_enomem;
-		mutex_lock(&fam->lock);
-		if (idx >= r->brk || xa_load(&r->pages, idx)) {
-			mutex_unlock(&fam->lock);
+		err = table_insert_new(r, idx, new);
+		if (err) {
 			__free_page(new);
+			if (err == -ENOMEM)
+				goto out_enomem;
 			continue;
 		}
-		if (xa_is_err(xa_store(&r->pages, idx, new, UPALLOC_XA_GFP))) {
-			mutex_unlock(&fam->lock);
-			__free_page(new);
-			goto out_enomem;
-		}
-		set_page_private(new, 1);
-		r->nr_present++;
-		mutex_unlock(&fam->lock);
 		region_count_new_page(r, true);
 		upalloc_count(r->proc, UPALLOC_STAT_PAGES_POPULATED, 1);
 		(*nr_new)++;
@@ -510,7 +554,9 @@ static u64 region_remove_range(struct upalloc_region *r,
 			if (n == UPALLOC_BATCH)
 				break;
 		}
+		xa_lock(&r->pages);
 		r->nr_present -= n;
+		xa_unlock(&r->pages);
 		mutex_unlock(&fam->lock);
 		if (!n)
 			break;
@@ -567,8 +613,12 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 		err = upalloc_commit(r->proc, new_brk - old, false);
 	else
 		upalloc_commit(r->proc, -(long)(old - new_brk), true);
-	if (!err)
+	if (!err) {
+		/* Under the xarray lock too: see table_insert_new(). */
+		xa_lock(&r->pages);
 		WRITE_ONCE(r->brk, new_brk);
+		xa_unlock(&r->pages);
+	}
 	mutex_unlock(&fam->lock);
 	*old_brk = old;
 	if (!err && new_brk < old)
