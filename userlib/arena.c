@@ -7,8 +7,10 @@
  * the arena it was given (tc->arena). Its first slow path picks an arena
  * no thread is attached to, else creates one while under the limit, else
  * shares one round-robin. When the thread's arena is contended (its
- * trylock fails) the thread moves to a new arena if the limit allows, or
- * to any arena whose trylock succeeds, before it blocks on its own.
+ * trylock fails) and shared with other threads, the thread moves to a new
+ * arena if the limit allows, or to any arena whose trylock succeeds,
+ * before it blocks on its own; a thread alone on its arena just waits
+ * (the holder is freeing chunks it got from this thread).
  *
  * fork (see /work/shared/design/fork-safety.md): glibc's fork runs our
  * prepare handler *before* it takes the stdio list lock, so holding arena
@@ -160,6 +162,18 @@ static struct upa_arena *arena_contended(struct upa_tcache *tc,
 	struct upa_arena *b;
 	bool locked = false;
 
+	/*
+	 * Alone on its arena, the thread waits: the holder is another
+	 * thread freeing chunks of this arena (producer/consumer), which
+	 * is brief and follows the memory wherever it goes. Moving would
+	 * only spread one thread's memory over more arenas, each keeping
+	 * its own top pad (peak RSS) and its own trim/grow churn.
+	 * Read without the global lock: a stale value only changes policy.
+	 */
+	if (__atomic_load_n(&a->attached, __ATOMIC_RELAXED) <= 1) {
+		upa_lock(&a->lock);
+		return a;
+	}
 	upa_lock(&upa_global_lock);
 	b = arena_create(false);
 	if (!b) {

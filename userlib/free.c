@@ -93,7 +93,18 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 	if (released && merged >= UPA_CONSOLIDATE_THRESHOLD) {
 		if (a->have_fastchunks)
 			upa_consolidate(a);
-		if (upa_top_size(a) >= upa_mp.trim_threshold ||
+		/*
+		 * Hysteresis: trim only when at least trim_threshold bytes
+		 * would go (the top keeps top_pad), as glibc's heap_trim
+		 * does. Trimming whenever the top reached the threshold
+		 * released a few pages per large free, which the next malloc
+		 * grew back (break churn: a syscall, a TLB shootdown and the
+		 * pages faulted and zeroed again, each time).
+		 */
+		size_t top = upa_top_size(a), keep = upa_mp.top_pad +
+						      UPA_MIN_CHUNK;
+
+		if ((top > keep && top - keep >= upa_mp.trim_threshold) ||
 		    (a->heap->prev && a->top == upa_heap_first_chunk(a->heap)))
 			upa_region_trim(a, upa_mp.top_pad, released);
 	}
@@ -118,6 +129,37 @@ void upa_free_chunk_any(struct upa_chunk *c)
 	int_free(a, c, &released);
 	upa_unlock(&a->lock);
 	/* munmap after unlock: no syscall holds the heap lock. */
+	if (released)
+		upa_region_release_heaps(released);
+}
+
+/*
+ * Free c, a chunk of another thread's arena whose thread-cache bin idx is
+ * full, together with up to half of that bin's chunks when they belong to
+ * the same arena: one lock round trip for a batch. A thread that frees
+ * what others allocated (a consumer) keeps a full cache, so without this
+ * every one of its frees took the owner's arena lock, contending with the
+ * owner's mallocs each time. Chunks of the thread's own arena keep the
+ * plain path (the cache keeps what it holds; the overflow goes to a bin).
+ */
+static void free_batch(struct upa_tcache *tc, unsigned int idx,
+		       struct upa_chunk *c)
+{
+	struct upa_arena *a = upa_arena_of(c);
+	struct upa_heap *released = NULL;
+	unsigned int n = tc->limit / 2;
+
+	if (unlikely(a->quarantined))
+		return;
+	/* c in the cache too would be freed twice below: catch it first. */
+	if (((struct upa_tcache_entry *)chunk_mem(c))->key == upa_tcache_key)
+		upa_tcache_double_free_scan(tc, idx, chunk_mem(c));
+	upa_lock(&a->lock);
+	int_free(a, c, &released);
+	while (n-- && tc->head[idx] &&
+	       upa_arena_of(mem_chunk(tc->head[idx])) == a)
+		int_free(a, mem_chunk(tcache_pop(tc, idx)), &released);
+	upa_unlock(&a->lock);
 	if (released)
 		upa_region_release_heaps(released);
 }
@@ -171,7 +213,15 @@ void upa_free_slow(void *mem)
 			return;
 		}
 	}
-	upa_free_chunk_any(c);
+	{
+		unsigned int idx = tcache_index(size);
+
+		if (idx < UPA_TCACHE_BINS && idx < tc->nbins && tc->limit >= 2 &&
+		    !tc->room[idx] && upa_arena_of(c) != tc->arena)
+			free_batch(tc, idx, c);
+		else
+			upa_free_chunk_any(c);
+	}
 	errno = saved_errno;
 }
 

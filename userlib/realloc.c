@@ -8,7 +8,10 @@
  *   growing           in place into a free next chunk or the top chunk;
  *                     an mmapped chunk's region is resized (mremap on the
  *                     mmap backend; the device cannot resize a region);
- *   otherwise         malloc, copy, free.
+ *   otherwise         malloc, copy, free; a block that must move to grow
+ *                     gets 25 % headroom, so that a string built by
+ *                     appends (realloc to the exact length each time)
+ *                     moves O(log n) times, not on nearly every append.
  * On failure NULL + ENOMEM and the old block is untouched.
  */
 #include <string.h>
@@ -68,6 +71,25 @@ static bool resize_in_place(struct upa_arena *a, struct upa_chunk *c,
 	return false;
 }
 
+/*
+ * A block for n bytes that is moving from one of old_usable bytes: when it
+ * grows, ask for 25 % more (the caller is probably appending), falling back
+ * to exactly n when that much is not available.
+ */
+static void *malloc_with_headroom(size_t n, size_t old_usable)
+{
+	int saved_errno = errno;
+	void *mem;
+
+	if (n > old_usable && n <= UPA_MAX_REQUEST / 2) {
+		mem = upa_malloc_slow(n + n / 4);
+		if (mem)
+			return mem;
+		errno = saved_errno;
+	}
+	return upa_malloc_slow(n);
+}
+
 static void *realloc_mmapped(struct upa_chunk *c, size_t n, size_t nb)
 {
 	size_t old_usable = chunk_usable(c);
@@ -82,7 +104,7 @@ static void *realloc_mmapped(struct upa_chunk *c, size_t n, size_t nb)
 		return chunk_mem(nc);
 	if (old_usable >= n)
 		return chunk_mem(c);
-	mem = upa_malloc_slow(n);
+	mem = malloc_with_headroom(n, old_usable);
 	if (!mem)
 		return NULL;
 	memcpy(mem, chunk_mem(c), old_usable);
@@ -134,7 +156,7 @@ UPA_API void *upa_realloc(void *mem, size_t n)
 	} else if (size >= nb) {
 		return mem;
 	}
-	nmem = upa_malloc_slow(n);
+	nmem = malloc_with_headroom(n, chunk_usable(c));
 	if (!nmem)
 		return NULL;
 	memcpy(nmem, mem, chunk_usable(c) < n ? chunk_usable(c) : n);
