@@ -98,9 +98,10 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 			put_page(page);
 			return VM_FAULT_NOPAGE;
 		}
-		vmf->page = page;
 		ret = VM_FAULT_LOCKED;
 	}
+	if (ret == VM_FAULT_LOCKED)
+		vmf->page = page;
 
 	/* Migrated to a CPU whose clock lags: count it as immediate. */
 	ns = max_t(s64, local_clock() - start, 0);

@@ -325,7 +325,10 @@ static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
 /*
  * The page to map at idx for a fault, referenced. A missing page is
  * allocated zeroed; for a write, a page shared with a fork relative is
- * replaced by a private copy. Returns 0 or VM_FAULT_SIGBUS (beyond the
+ * replaced by a private copy. Returns 0 (the caller locks the page and
+ * checks that the table still holds it), VM_FAULT_LOCKED (a new page,
+ * locked before it entered the table, so no removal can have passed step 2
+ * of the protocol yet: nothing to check), VM_FAULT_SIGBUS (beyond the
  * break) or VM_FAULT_OOM (allocation failed).
  */
 vm_fault_t upalloc_region_fault_page(struct upalloc_region *r,
@@ -356,10 +359,15 @@ retry:
 		new = alloc_page(UPALLOC_GFP | __GFP_ZERO);
 		if (!new)
 			goto out_oom;
-		/* The fault's reference, taken before others can see it. */
+		/*
+		 * The fault's reference and the page lock (held until the
+		 * PTE is set), both taken before others can see the page.
+		 */
 		get_page(new);
+		__folio_set_locked(page_folio(new));
 		err = table_insert_new(r, idx, new);
 		if (err) {
+			__folio_clear_locked(page_folio(new));
 			put_page(new);
 			__free_page(new);
 			if (err == -ENOMEM)
@@ -369,7 +377,7 @@ retry:
 		}
 		region_count_new_page(r, true);
 		*pagep = new;
-		return 0;
+		return VM_FAULT_LOCKED;
 	}
 
 	new = alloc_page(UPALLOC_GFP);
