@@ -532,8 +532,10 @@ static void info_arena(struct upa_arena *a, struct info_ctx *ctx)
 	}
 	upa_snprintf(line, sizeof(line),
 		     "</sizes>\n<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n"
-		     "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n",
-		     t.fast_chunks, t.fast_bytes, t.free_chunks, t.free_bytes);
+		     "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+		     "<total type=\"top\" count=\"%u\" size=\"%zu\"/>\n",
+		     t.fast_chunks, t.fast_bytes, t.free_chunks, t.free_bytes,
+		     t.top ? 1U : 0U, t.top);
 	fputs(line, ctx->fp);
 	upa_snprintf(line, sizeof(line),
 		     "<system type=\"current\" size=\"%zu\"/>\n"
@@ -568,6 +570,7 @@ UPA_API int upa_malloc_info(int options, FILE *fp)
 	upa_snprintf(line, sizeof(line),
 		     "<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n"
 		     "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+		     "<total type=\"top\" size=\"%zu\"/>\n"
 		     "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
 		     "<system type=\"current\" size=\"%zu\"/>\n"
 		     "<system type=\"max\" size=\"%zu\"/>\n"
@@ -575,7 +578,8 @@ UPA_API int upa_malloc_info(int options, FILE *fp)
 		     "<aspace type=\"mprotect\" size=\"%zu\"/>\n"
 		     "<backend name=\"%s\"/>\n</malloc>\n",
 		     ctx->sum.fast_chunks, ctx->sum.fast_bytes,
-		     ctx->sum.free_chunks, ctx->sum.free_bytes, mm, mmb,
+		     ctx->sum.free_chunks, ctx->sum.free_bytes, ctx->sum.top,
+		     mm, mmb,
 		     ctx->sum.system, ctx->sum.max_system, ctx->sum.system,
 		     ctx->sum.system, upa_region_backend_name());
 	fputs(line, fp);
