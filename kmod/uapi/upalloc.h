@@ -11,7 +11,10 @@
  *   mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) creates a
  *   region of len bytes (a page multiple). Pages appear zero-filled on first
  *   touch and are owned, counted and freed by the module. Offsets must be 0,
- *   MAP_PRIVATE and PROT_EXEC are refused.
+ *   MAP_PRIVATE and PROT_EXEC are refused. The descriptor must be open for
+ *   writing (O_RDWR): the kernel turns a MAP_SHARED mapping of a read-only
+ *   descriptor into a private one, which is refused with EINVAL like
+ *   MAP_PRIVATE.
  *
  *   Every region has a break: a byte offset from its start, a page multiple,
  *   0 <= brk <= len. Only pages below the break may be touched; an access at
