@@ -19,9 +19,10 @@
  *   while its share count is 1.
  *
  * Lock order
- *   mmap_lock -> page lock -> family mutex -> upalloc_procs_lock /
- *   upalloc_commit_lock. Nothing takes a page lock while holding a family
- *   mutex.
+ *   mmap_lock (or, for faults, the VMA's per-VMA lock where the kernel has
+ *   them) -> page lock -> family mutex -> region xarray lock /
+ *   upalloc_procs_lock / upalloc_commit_lock. Nothing takes a page lock
+ *   while holding a family mutex.
  */
 #ifndef _UPALLOC_H
 #define _UPALLOC_H

@@ -132,6 +132,27 @@ static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
 				      upgrade);
 }
 
+#ifdef CONFIG_PER_VMA_LOCK
+/*
+ * Maps nothing around a read fault (->fault maps every page, so that
+ * faults counts each one). It exists because a vm_ops with ->map_pages
+ * tells the core (vmf_can_call_fault()) that ->fault and ->page_mkwrite
+ * need no mmap_lock: without it every fault under the per-VMA lock fails
+ * with VM_FAULT_RETRY and runs again from the start under mmap_read_lock.
+ * They need none: the region lives as long as the VMA, tables and pages
+ * have their own locks, and what must exclude faults takes the VMA's write
+ * lock (fork's ->open runs after dup_mmap() write-locks the parent's VMA;
+ * munmap, mprotect likewise), while DECOMMIT and SET_BRK, which run
+ * beside faults under mmap_read_lock anyway, rely only on the page lock
+ * and the table locks.
+ */
+static vm_fault_t upalloc_map_pages(struct vm_fault *vmf, pgoff_t start,
+				    pgoff_t end)
+{
+	return 0;
+}
+#endif
+
 /*
  * A new VMA points at the region: a refused mremap's temporary copy in the
  * same mm, or the child's VMA during fork (current->mm is the parent's,
@@ -189,5 +210,8 @@ const struct vm_operations_struct upalloc_vm_ops = {
 	.may_split = upalloc_may_split,
 	.mremap = upalloc_vm_mremap,
 	.fault = upalloc_fault,
+#ifdef CONFIG_PER_VMA_LOCK
+	.map_pages = upalloc_map_pages,
+#endif
 	.page_mkwrite = upalloc_page_mkwrite,
 };
