@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <malloc.h>
 
 #include "internal.h"
@@ -455,11 +456,220 @@ struct bin_sizes {
 	size_t fast_count[UPA_NFASTBINS], fast_total[UPA_NFASTBINS];
 };
 
+/*
+ * The chunk list of malloc_info(UPA_MALLOC_INFO_CHUNKS): filled under the
+ * arena lock, printed after it is dropped. The buffer is mmapped, never
+ * malloc'ed (we may be inside malloc's own arena), and bounded: a heap with
+ * more chunks than fit is listed up to the limit and marked truncated.
+ */
+enum chunk_state {
+	CS_INUSE, CS_FREE, CS_FAST, CS_TCACHE, CS_UNSORTED, CS_TOP,
+};
+
+static const char *const chunk_state_name[] = {
+	"inuse", "free", "fast", "tcache", "unsorted", "top",
+};
+
+struct chunk_rec {
+	uintptr_t addr;
+	size_t size_state;	/* size | state: sizes are 16-aligned */
+};
+
+struct heap_rec {
+	uintptr_t start, end;	/* first chunk .. break */
+	size_t first, count;	/* into the chunk records */
+	bool truncated;
+};
+
+#define INFO_MAX_HEAPS		256
+#define INFO_SCRATCH_BYTES	(4UL << 20)
+#define INFO_MAX_CHUNKS \
+	((INFO_SCRATCH_BYTES - INFO_MAX_HEAPS * sizeof(struct heap_rec)) / \
+	 sizeof(struct chunk_rec))
+
+struct chunk_scratch {
+	struct heap_rec heap[INFO_MAX_HEAPS];
+	unsigned int nheaps;
+	bool heaps_truncated;	/* more heap regions than INFO_MAX_HEAPS */
+	size_t nchunks;
+	struct chunk_rec chunk[];
+};
+
 struct info_ctx {
 	FILE *fp;
 	struct arena_totals sum;
 	struct bin_sizes bs;
+	struct chunk_scratch *cs;	/* NULL: no chunk list asked for */
 };
+
+/* The record of chunk address addr within heap hr, or NULL. */
+static struct chunk_rec *find_chunk(struct chunk_scratch *cs,
+				    const struct heap_rec *hr, uintptr_t addr)
+{
+	size_t lo = hr->first, hi = hr->first + hr->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cs->chunk[mid].addr == addr)
+			return &cs->chunk[mid];
+		if (cs->chunk[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Relabels chunk c, if it was listed, as state s. */
+static void mark_chunk(struct chunk_scratch *cs, const void *c,
+		       enum chunk_state s)
+{
+	unsigned int i;
+
+	for (i = 0; i < cs->nheaps; i++) {
+		struct heap_rec *hr = &cs->heap[i];
+		struct chunk_rec *r;
+
+		if ((uintptr_t)c < hr->start || (uintptr_t)c >= hr->end)
+			continue;
+		r = find_chunk(cs, hr, (uintptr_t)c);
+		if (r)
+			r->size_state = (r->size_state & ~(size_t)15) | s;
+		return;
+	}
+}
+
+/*
+ * Arena a, locked by the caller. Walks every heap region in address order
+ * (the same tiling check.c verifies): a chunk is free when the next chunk's
+ * PREV_INUSE is clear, in use otherwise; then relabels the fast-bin, unsorted
+ * and (calling thread's) tcache chunks, which the walk sees as in use or
+ * plain free.
+ */
+static void collect_chunks(struct upa_arena *a, struct chunk_scratch *cs)
+{
+	struct upa_heap *h, *order[INFO_MAX_HEAPS];
+	unsigned int n = 0, i, j;
+
+	cs->nheaps = 0;
+	cs->nchunks = 0;
+	cs->heaps_truncated = false;
+	for (h = a->heap; h; h = h->prev) {
+		if (n == INFO_MAX_HEAPS) {
+			cs->heaps_truncated = true;
+			break;
+		}
+		order[n++] = h;
+	}
+	/* Address order: insertion sort, n is small and qsort may malloc. */
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && order[j - 1] > order[j]; j--) {
+			h = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = h;
+		}
+	for (i = 0; i < n; i++) {
+		struct heap_rec *hr = &cs->heap[cs->nheaps++];
+		char *end;
+		struct upa_chunk *c;
+
+		h = order[i];
+		end = (char *)h + h->size;
+		c = upa_heap_first_chunk(h);
+		hr->start = (uintptr_t)c;
+		hr->end = (uintptr_t)end;
+		hr->first = cs->nchunks;
+		hr->count = 0;
+		hr->truncated = false;
+		while ((char *)c < end) {
+			struct upa_chunk *next;
+			size_t size;
+			enum chunk_state s;
+
+			if (h == a->heap && c == a->top) {
+				size = chunk_size(c);
+				s = CS_TOP;
+			} else if (h != a->heap && (char *)c == end - UPA_HEADER) {
+				break;	/* end marker of an old heap */
+			} else {
+				size = chunk_size(c);
+				if (size < UPA_HEADER || (char *)c + size > end)
+					break;	/* corrupt: upa_heap_check says more */
+				next = chunk_at(c, size);
+				s = (char *)next < end && !chunk_prev_inuse(next)
+					? CS_FREE : CS_INUSE;
+			}
+			if (cs->nchunks == INFO_MAX_CHUNKS) {
+				hr->truncated = true;
+				break;
+			}
+			cs->chunk[cs->nchunks].addr = (uintptr_t)c;
+			cs->chunk[cs->nchunks].size_state = size | s;
+			cs->nchunks++;
+			hr->count++;
+			if (s == CS_TOP)
+				break;
+			c = chunk_at(c, size);
+		}
+	}
+	for (i = 0; i < UPA_NFASTBINS; i++) {
+		struct upa_chunk *c;
+
+		for (c = a->fastbins[i]; c;
+		     c = fastbin_reveal(&c->fd, (uintptr_t)c->fd))
+			mark_chunk(cs, c, CS_FAST);
+	}
+	{
+		struct upa_chunk *head = &a->bins[UPA_UNSORTED], *c;
+
+		for (c = head->fd; c != head; c = c->fd)
+			mark_chunk(cs, c, CS_UNSORTED);
+	}
+	/*
+	 * Only the calling thread's cache: it is ours to read without a lock.
+	 * Chunks in other threads' caches are listed as in use, which is what
+	 * they are to the arena.
+	 */
+	for (i = 0; i < UPA_TCACHE_BINS; i++) {
+		struct upa_tcache_entry *e = upa_tc.head[i];
+		unsigned int k = 0;
+
+		for (; e && k < tcache_count(&upa_tc, i);
+		     e = tcache_reveal(&e->next, e->next), k++)
+			mark_chunk(cs, mem_chunk(e), CS_TCACHE);
+	}
+}
+
+static void print_chunks(FILE *fp, const struct chunk_scratch *cs)
+{
+	char line[160];
+	unsigned int i;
+	size_t k;
+
+	for (i = 0; i < cs->nheaps; i++) {
+		const struct heap_rec *hr = &cs->heap[i];
+
+		upa_snprintf(line, sizeof(line),
+			     "<chunks start=\"%#zx\" end=\"%#zx\"%s>\n",
+			     (size_t)hr->start, (size_t)hr->end,
+			     hr->truncated ? " truncated=\"1\"" : "");
+		fputs(line, fp);
+		for (k = hr->first; k < hr->first + hr->count; k++) {
+			const struct chunk_rec *r = &cs->chunk[k];
+
+			upa_snprintf(line, sizeof(line),
+				     "  <chunk addr=\"%#zx\" size=\"%zu\" state=\"%s\"/>\n",
+				     (size_t)r->addr,
+				     r->size_state & ~(size_t)15,
+				     chunk_state_name[r->size_state & 15]);
+			fputs(line, fp);
+		}
+		fputs("</chunks>\n", fp);
+	}
+	if (cs->heaps_truncated)
+		fputs("<chunks truncated=\"1\"/>\n", fp);
+}
 
 static size_t bin_low(unsigned int i)
 {
@@ -499,6 +709,8 @@ static void info_arena(struct upa_arena *a, struct info_ctx *ctx)
 			bs->fast_total[i] += chunk_size(c);
 		}
 	}
+	if (ctx->cs)
+		collect_chunks(a, ctx->cs);
 	upa_unlock(&a->lock);
 	sum_arena(a, &t, &ctx->sum);
 
@@ -541,9 +753,12 @@ static void info_arena(struct upa_arena *a, struct info_ctx *ctx)
 		     "<system type=\"current\" size=\"%zu\"/>\n"
 		     "<system type=\"max\" size=\"%zu\"/>\n"
 		     "<aspace type=\"total\" size=\"%zu\"/>\n"
-		     "<aspace type=\"mprotect\" size=\"%zu\"/>\n</heap>\n",
+		     "<aspace type=\"mprotect\" size=\"%zu\"/>\n",
 		     t.system, t.max_system, t.system, t.system);
 	fputs(line, ctx->fp);
+	if (ctx->cs)
+		print_chunks(ctx->fp, ctx->cs);
+	fputs("</heap>\n", ctx->fp);
 }
 
 UPA_API int upa_malloc_info(int options, FILE *fp)
@@ -553,7 +768,7 @@ UPA_API int upa_malloc_info(int options, FILE *fp)
 	size_t mm, mmb, maxc, maxb;
 	char line[512];
 
-	if (options != 0) {
+	if (options != 0 && options != UPA_MALLOC_INFO_CHUNKS) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -561,6 +776,16 @@ UPA_API int upa_malloc_info(int options, FILE *fp)
 	ctx = &local;
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->fp = fp;
+	if (options == UPA_MALLOC_INFO_CHUNKS) {
+		void *p = mmap(NULL, INFO_SCRATCH_BYTES, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED) {
+			errno = ENOMEM;
+			return -1;
+		}
+		ctx->cs = p;
+	}
 	fputs("<malloc version=\"1\">\n", fp);
 	for (a = upa_arena_list; a;
 	     a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE))
@@ -583,5 +808,7 @@ UPA_API int upa_malloc_info(int options, FILE *fp)
 		     ctx->sum.system, ctx->sum.max_system, ctx->sum.system,
 		     ctx->sum.system, upa_region_backend_name());
 	fputs(line, fp);
+	if (ctx->cs)
+		munmap(ctx->cs, INFO_SCRATCH_BYTES);
 	return 0;
 }

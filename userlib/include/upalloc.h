@@ -40,6 +40,14 @@ void upa_malloc_stats(void);
 int upa_malloc_info(int options, FILE *fp);
 
 /*
+ * malloc_info() options: 0 is glibc's output; UPA_MALLOC_INFO_CHUNKS adds,
+ * in each <heap>, one <chunks start= end=> per heap region listing every
+ * chunk in address order with its state (inuse, free, fast, tcache — the
+ * calling thread's cache only —, unsorted, top). Anything else: EINVAL.
+ */
+#define UPA_MALLOC_INFO_CHUNKS	1
+
+/*
  * mallopt() parameters beyond glibc's M_* (which are all accepted: M_MXFAST,
  * M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX,
  * M_ARENA_TEST, M_PERTURB, M_CHECK_ACTION). Every option can also be set by

@@ -379,9 +379,173 @@ TEST_F(info, malloc_info_rejects_options)
 	FILE *f = tmpfile();
 
 	errno = 0;
-	EXPECT_EQ(-1, malloc_info(1, f));
+	EXPECT_EQ(-1, malloc_info(2, f));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, malloc_info(-1, f));
 	EXPECT_EQ(EINVAL, errno);
 	fclose(f);
+}
+
+/*
+ * malloc_info(opts) into buf (NUL-terminated) through f, which the caller
+ * opened before its workload (tmpfile() allocates, and would reuse the
+ * chunks under test); returns malloc_info's result.
+ */
+static int capture_malloc_info(FILE *f, int opts, char *buf, size_t cap)
+{
+	size_t n;
+	int rc;
+
+	if (!f)
+		return -2;
+	rc = malloc_info(opts, f);
+	fflush(f);
+	rewind(f);
+	n = fread(buf, 1, cap - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return rc;
+}
+
+TEST_F(info, malloc_info_without_chunks_option_lists_no_chunks)
+{
+	static char buf[1 << 16];
+
+	ASSERT_EQ(0, capture_malloc_info(tmpfile(), 0, buf, sizeof(buf)));
+	EXPECT_EQ(NULL, strstr(buf, "<chunks")) TH_LOG("%s", buf);
+	EXPECT_EQ(NULL, strstr(buf, "<chunk ")) TH_LOG("%s", buf);
+}
+
+struct listed_chunk {
+	uintptr_t addr;
+	size_t size;
+	char state[12];
+};
+
+/* The state malloc_info listed for the chunk of user pointer p, or "". */
+static const char *listed_state(const struct listed_chunk *c, size_t n,
+				const void *p)
+{
+	uintptr_t addr = (uintptr_t)p - 2 * sizeof(size_t);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (c[i].addr == addr)
+			return c[i].state;
+	return "";
+}
+
+TEST_F(info, malloc_info_chunk_list_covers_heap_exactly)
+{
+	static char buf[1 << 22];
+	static struct listed_chunk chunks[1 << 15];
+	void *used[8], *small[4], *big[2], *guard[2], *later;
+	size_t nchunks = 0, regions = 0, tops = 0, heaps = 0;
+	const char *err, *h, *r;
+	static char fbuf[1 << 12];
+	FILE *f = tmpfile();
+	int i;
+
+	ASSERT_NE(NULL, f);
+	setvbuf(f, fbuf, _IOFBF, sizeof(fbuf));	/* no buffer malloc later */
+	/*
+	 * A workload with one chunk in each state, all carved from the top
+	 * first so that no request is served from a freed chunk: two small
+	 * frees fill the
+	 * thread cache (2 per bin), the third goes to a fast bin; a big free
+	 * goes to the unsorted list, and a later large request sorts it into
+	 * a bin (plain free) before a second big free lands in unsorted.
+	 */
+	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 2));
+	for (i = 0; i < 8; i++)
+		used[i] = malloc(300);
+	for (i = 0; i < 4; i++)
+		small[i] = malloc(40);
+	for (i = 0; i < 2; i++) {
+		big[i] = malloc(2000);
+		guard[i] = malloc(300);
+	}
+	free(big[0]);
+	later = malloc(3000);		/* sorts big[0] out of unsorted */
+	free(big[1]);
+	free(small[0]);
+	free(small[1]);
+	free(small[2]);
+
+	ASSERT_EQ(0, capture_malloc_info(f, UPA_MALLOC_INFO_CHUNKS, buf,
+					 sizeof(buf)));
+	ASSERT_LT(strlen(buf), sizeof(buf) - 1) TH_LOG("output too long");
+	err = xml_check(buf, &i);
+	EXPECT_EQ(NULL, err) TH_LOG("%s in:\n%s", err, buf);
+
+	for (h = strstr(buf, "<heap nr="); h; h = strstr(h + 1, "<heap nr=")) {
+		const char *heap_end = strstr(h, "</heap>");
+		size_t heap_tops = 0;
+
+		ASSERT_NE(NULL, heap_end);
+		heaps++;
+		for (r = strstr(h, "<chunks start="); r && r < heap_end;
+		     r = strstr(r + 1, "<chunks start=")) {
+			unsigned long start, end, expect;
+			const char *c, *close = strstr(r, "</chunks>");
+
+			ASSERT_NE(NULL, close);
+			ASSERT_EQ(2, sscanf(r, "<chunks start=\"%lx\" end=\"%lx\"",
+					    &start, &end));
+			EXPECT_EQ(NULL, strstr(r, "truncated"));
+			regions++;
+			expect = start;
+			for (c = strstr(r, "<chunk addr="); c && c < close;
+			     c = strstr(c + 1, "<chunk addr=")) {
+				struct listed_chunk *lc = &chunks[nchunks];
+
+				ASSERT_LT(nchunks, sizeof(chunks) / sizeof(chunks[0]));
+				ASSERT_EQ(3, sscanf(c, "<chunk addr=\"%lx\" size=\"%zu\" state=\"%11[a-z]\"",
+						    &lc->addr, &lc->size,
+						    lc->state));
+				/* Contiguous: each chunk starts where the last ended. */
+				EXPECT_EQ(expect, lc->addr);
+				EXPECT_LE(MIN_CHUNK, lc->size);
+				expect = lc->addr + lc->size;
+				if (!strcmp(lc->state, "top"))
+					heap_tops++;
+				nchunks++;
+			}
+			/*
+			 * The chunks tile the region up to its break (or, in an
+			 * older heap, up to its end marker and fence).
+			 */
+			EXPECT_LE(expect, end);
+			EXPECT_GT(expect + 64, end);
+			r = close;
+		}
+		EXPECT_EQ(1, heap_tops) TH_LOG("heap %zu has %zu top chunks",
+					       heaps, heap_tops);
+		tops += heap_tops;
+		h = heap_end;
+	}
+	EXPECT_LE(1, heaps);
+	EXPECT_LE(1, regions);
+	EXPECT_EQ(heaps, tops);
+
+	for (i = 0; i < 8; i++)
+		EXPECT_STREQ("inuse", listed_state(chunks, nchunks, used[i]));
+	EXPECT_STREQ("inuse", listed_state(chunks, nchunks, guard[0]));
+	EXPECT_STREQ("inuse", listed_state(chunks, nchunks, later));
+	EXPECT_STREQ("free", listed_state(chunks, nchunks, big[0]));
+	EXPECT_STREQ("unsorted", listed_state(chunks, nchunks, big[1]));
+	EXPECT_STREQ("tcache", listed_state(chunks, nchunks, small[0]));
+	EXPECT_STREQ("tcache", listed_state(chunks, nchunks, small[1]));
+	EXPECT_STREQ("fast", listed_state(chunks, nchunks, small[2]));
+	EXPECT_STREQ("inuse", listed_state(chunks, nchunks, small[3]));
+
+	for (i = 0; i < 8; i++)
+		free(used[i]);
+	free(guard[0]);
+	free(guard[1]);
+	free(later);
+	free(small[3]);
 }
 
 /* Run malloc_stats() with stderr redirected; the report is in buf. */
