@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/single_threaded.h>
 #include <linux/futex.h>
 
 #define likely(x)	__builtin_expect(!!(x), 1)
@@ -58,10 +59,33 @@ struct upa_lock {
 
 #define UPA_LOCK_INIT { 0 }
 
+/*
+ * A process that never created a thread needs no atomic instruction
+ * (glibc's SINGLE_THREAD_P): the lock word is still written, by plain
+ * stores, so that a fork child (fork from a signal handler that
+ * interrupted malloc) sees a held lock as in the threaded case. glibc
+ * clears __libc_single_threaded in pthread_create before the new thread
+ * exists, i.e. between two malloc calls of the only thread, never while
+ * it holds a lock; it may set it again only when one thread is left
+ * (fork child), which holds no lock either.
+ */
+static inline bool upa_single_threaded(void)
+{
+	return __libc_single_threaded;
+}
+
 static inline bool upa_lock_try(struct upa_lock *l)
 {
 	int expected = 0;
 
+	if (upa_single_threaded()) {
+		if (unlikely(l->word))
+			return false;	/* re-entered: upa_lock_wait */
+		l->word = 1;
+		/* Ordered for a signal handler's fork (no instruction). */
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		return true;
+	}
 	return __atomic_compare_exchange_n(&l->word, &expected, 1, false,
 					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
@@ -83,6 +107,11 @@ static inline void upa_lock(struct upa_lock *l)
 
 static inline void upa_unlock(struct upa_lock *l)
 {
+	if (upa_single_threaded()) {
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		l->word = 0;	/* no waiter can exist */
+		return;
+	}
 	if (unlikely(__atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE) == 2)) {
 		int saved_errno = errno;
 
