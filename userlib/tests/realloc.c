@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * Description: realloc and reallocarray. NULL acts as malloc; shrinking
+ * Description: realloc and reallocarray. NULL acts as malloc; a chunk
+ * that fits with at most a quarter to spare is kept as is; shrinking more
  * stays in place and frees the rest; growing takes a free next chunk or the
- * top chunk in place; mmapped chunks grow and shrink keeping their data;
- * otherwise the data is copied and the old chunk freed. realloc(p, 0) frees
- * p and returns NULL (glibc); a failed realloc leaves the block untouched
- * and sets ENOMEM; reallocarray catches overflow.
+ * top chunk in place, with a quarter of headroom when there is room;
+ * mmapped chunks grow and shrink keeping their data; otherwise the data
+ * is copied and the old chunk freed. realloc(p, 0) frees p and returns
+ * NULL (glibc); a failed realloc leaves the block untouched and sets
+ * ENOMEM; reallocarray catches overflow.
  */
 #include "upa_test.h"
 
@@ -98,7 +100,7 @@ TEST_F(realloc, realloc_grows_in_place_into_free_next_chunk)
 
 	tcache_disable();
 	a = malloc(300);
-	b = malloc(300);
+	b = malloc(1000);
 	guard = malloc(300);
 	fill(a, 300, 2);
 	free(b);
@@ -108,10 +110,55 @@ TEST_F(realloc, realloc_grows_in_place_into_free_next_chunk)
 	EXPECT_EQ(a, q);
 	EXPECT_TRUE(filled(q, 300, 2));
 	EXPECT_LE(500, malloc_usable_size(q));
-	/* 640 bytes: 512 used, 128 split off and freed */
-	EXPECT_EQ(512, chunk_size(q));
-	EXPECT_EQ(128, chunk_size(chunk_next(q)));
+	/* 320 + 1008 bytes: 640 used (500 and a quarter), 688 freed */
+	EXPECT_EQ(640, chunk_size(q));
+	EXPECT_EQ(688, chunk_size(chunk_next(q)));
+	EXPECT_FALSE(chunk_prev_inuse(guard));
 	EXPECT_EQ(before.top_splits, after.top_splits);
+	free(q);
+	free(guard);
+}
+
+TEST_F(realloc, realloc_grows_into_free_next_chunk_without_full_headroom)
+{
+	void *a, *b, *guard, *q;
+
+	tcache_disable();
+	a = malloc(300);
+	b = malloc(250);
+	guard = malloc(300);
+	free(b);
+	/* 320 + 272 bytes: enough for 512, not for 640: all of it, no split */
+	q = realloc(a, 500);
+	EXPECT_EQ(a, q);
+	EXPECT_EQ(592, chunk_size(q));
+	EXPECT_TRUE(chunk_prev_inuse(guard));
+	free(q);
+	free(guard);
+}
+
+TEST_F(realloc, realloc_within_headroom_keeps_chunk_and_larger_shrink_splits)
+{
+	void *a, *b, *guard, *q;
+
+	tcache_disable();
+	a = malloc(300);
+	b = malloc(300);
+	guard = malloc(300);
+	free(b);
+	q = realloc(a, 500);
+	ASSERT_EQ(a, q);
+	ASSERT_EQ(640, chunk_size(q));
+	/* 520 and 600 fit the headroom: nothing changes */
+	EXPECT_EQ(a, realloc(q, 520));
+	EXPECT_EQ(640, chunk_size(q));
+	EXPECT_EQ(a, realloc(q, 600));
+	EXPECT_EQ(640, chunk_size(q));
+	EXPECT_TRUE(chunk_prev_inuse(guard));
+	/* 400 would leave 224 spare bytes, more than a quarter: split */
+	EXPECT_EQ(a, realloc(q, 400));
+	EXPECT_EQ(416, chunk_size(q));
+	EXPECT_FALSE(chunk_prev_inuse(guard));
 	free(q);
 	free(guard);
 }
