@@ -134,13 +134,14 @@ void upa_free_chunk_any(struct upa_chunk *c)
 }
 
 /*
- * Free c, a chunk of another thread's arena whose thread-cache bin idx is
- * full, together with up to half of that bin's chunks when they belong to
- * the same arena: one lock round trip for a batch. A thread that frees
- * what others allocated (a consumer) keeps a full cache, so without this
- * every one of its frees took the owner's arena lock, contending with the
- * owner's mallocs each time. Chunks of the thread's own arena keep the
- * plain path (the cache keeps what it holds; the overflow goes to a bin).
+ * Free c, whose thread-cache bin idx is full, together with up to half of
+ * that bin's chunks when they belong to the same arena: one lock round
+ * trip and one pass through the slow path for a batch, and the bin has
+ * room for the next frees. A thread that frees what others allocated (a
+ * consumer) keeps a full cache, so without this every one of its frees
+ * took the owner's arena lock, contending with the owner's mallocs each
+ * time; a thread that frees many blocks of one size in a row (a program
+ * tearing down a structure) paid the whole slow path per block.
  */
 static void free_batch(struct upa_tcache *tc, unsigned int idx,
 		       struct upa_chunk *c)
@@ -217,7 +218,7 @@ void upa_free_slow(void *mem)
 		unsigned int idx = tcache_index(size);
 
 		if (idx < UPA_TCACHE_BINS && idx < tc->nbins && tc->limit >= 2 &&
-		    !tc->room[idx] && upa_arena_of(c) != tc->arena)
+		    !tc->room[idx])
 			free_batch(tc, idx, c);
 		else
 			upa_free_chunk_any(c);

@@ -452,8 +452,8 @@ TEST_F(info, malloc_info_chunk_list_covers_heap_exactly)
 	/*
 	 * A workload with one chunk in each state, all carved from the top
 	 * first so that no request is served from a freed chunk: two small
-	 * frees fill the
-	 * thread cache (2 per bin), the third goes to a fast bin; a big free
+	 * frees fill the thread cache (2 per bin), the third overflows it and
+	 * goes to a fast bin with half of the bin (the second); a big free
 	 * goes to the unsorted list, and a later large request sorts it into
 	 * a bin (plain free) before a second big free lands in unsorted.
 	 */
@@ -536,7 +536,7 @@ TEST_F(info, malloc_info_chunk_list_covers_heap_exactly)
 	EXPECT_STREQ("free", listed_state(chunks, nchunks, big[0]));
 	EXPECT_STREQ("unsorted", listed_state(chunks, nchunks, big[1]));
 	EXPECT_STREQ("tcache", listed_state(chunks, nchunks, small[0]));
-	EXPECT_STREQ("tcache", listed_state(chunks, nchunks, small[1]));
+	EXPECT_STREQ("fast", listed_state(chunks, nchunks, small[1]));
 	EXPECT_STREQ("fast", listed_state(chunks, nchunks, small[2]));
 	EXPECT_STREQ("inuse", listed_state(chunks, nchunks, small[3]));
 

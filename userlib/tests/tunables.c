@@ -384,20 +384,34 @@ TEST_F(tunables, tcache_count_limits_cached_chunks_per_size)
 	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 4));
 	for (i = 0; i < 6; i++)
 		p[i] = malloc(104);
-	for (i = 0; i < 6; i++)
-		free(p[i]);	/* 4 cached, 2 to the fast bin */
+	for (i = 0; i < 4; i++)
+		free(p[i]);	/* 4 cached: the limit */
 	STATS(before);
 	for (i = 0; i < 4; i++)
 		q[i] = malloc(104);
 	STATS(after);
 	EXPECT_EQ(before.tcache_hits + 4, after.tcache_hits);
-	/* the cache is empty now: the fifth comes from the fast bin */
+	EXPECT_EQ(before.fastbin_hits, after.fastbin_hits);
+	/* the cache is empty now: the fifth comes from the arena */
 	q[4] = malloc(104);
 	STATS(after);
 	EXPECT_EQ(before.tcache_hits + 4, after.tcache_hits);
-	EXPECT_EQ(before.fastbin_hits + 1, after.fastbin_hits);
 	for (i = 0; i < 5; i++)
 		free(q[i]);
+	/*
+	 * 5 frees: 4 fill the bin, the fifth overflows it and takes half of
+	 * the bin (2) along to the fast bin: 2 left cached.
+	 */
+	STATS(before);
+	for (i = 0; i < 3; i++)
+		q[i] = malloc(104);
+	STATS(after);
+	EXPECT_EQ(before.tcache_hits + 2, after.tcache_hits);
+	EXPECT_EQ(before.fastbin_hits + 1, after.fastbin_hits);
+	for (i = 0; i < 3; i++)
+		free(q[i]);
+	free(p[4]);
+	free(p[5]);
 }
 
 TEST_F(tunables, tcache_max_limits_cached_sizes)
