@@ -50,6 +50,7 @@ enum upa_thread_counter {
 struct upa_tcache {
 	struct upa_tcache_entry *head[UPA_TCACHE_BINS];
 	uint16_t room[UPA_TCACHE_BINS];	/* free slots per bin */
+	uint8_t misses[UPA_TCACHE_BINS];	/* slow mallocs per bin, to 4 */
 	unsigned int limit;		/* chunks per bin; 0 until set up */
 	unsigned int nbins;		/* bins in use; 0 until set up */
 	size_t counter[UPA_TC_COUNTERS];

@@ -80,6 +80,37 @@ TEST_F(bins, fastbin_hit_once_tcache_is_full)
 	free(guard);
 }
 
+/*
+ * A size that keeps missing the cache (nothing of it was freed) gets more
+ * chunks carved for the cache in the same locked step: none on the first
+ * miss, then 1, 3, 7, 15. They follow the block just handed out, in
+ * address order.
+ */
+TEST_F(bins, repeated_misses_carve_chunks_for_the_cache)
+{
+	struct upa_lib_stats before, after;
+	char *p[16];
+	int i;
+
+	STATS(before);
+	for (i = 0; i < 16; i++) {
+		p[i] = malloc(200);
+		ASSERT_NE(NULL, p[i]);
+		if (i)
+			EXPECT_EQ(p[i - 1] + 208, p[i]);
+	}
+	STATS(after);
+	/* misses at the 1st, 2nd, 4th, 8th and 16th malloc */
+	EXPECT_EQ(before.tcache_hits + 11, after.tcache_hits);
+	EXPECT_EQ(before.malloc_calls + 16, after.malloc_calls);
+	for (i = 0; i < 16; i++)
+		free(p[i]);
+	/* the 15 carved by the last miss wait in the cache (free bytes) */
+	EXPECT_LE(15 * 208, after.bytes_free);
+	STATS(before);
+	EXPECT_EQ(after.bytes_free + 16 * 208, before.bytes_free);
+}
+
 TEST_F(bins, fastbin_is_lifo)
 {
 	struct upa_lib_stats before, after;
