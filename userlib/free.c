@@ -159,7 +159,7 @@ static void free_batch(struct upa_tcache *tc, unsigned int idx,
 	int_free(a, c, &released);
 	while (n-- && tc->head[idx] &&
 	       upa_arena_of(mem_chunk(tc->head[idx])) == a)
-		int_free(a, mem_chunk(tcache_pop(tc, idx)), &released);
+		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
 	upa_unlock(&a->lock);
 	if (released)
 		upa_region_release_heaps(released);

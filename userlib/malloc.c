@@ -62,7 +62,7 @@ static size_t tcache_carve(struct upa_arena *a, struct upa_chunk *at,
 		struct upa_chunk *c = chunk_at(at, (i - 1) * nb);
 
 		chunk_set_head(c, head);
-		tcache_push(tc, idx, chunk_mem(c));
+		tcache_push_counted(tc, idx, chunk_mem(c));
 	}
 	return k * nb;
 }
@@ -177,7 +177,7 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 			chunk_set_inuse(c);
 			a->st.unsorted_hits++;
 			if (tidx < UPA_TCACHE_BINS && tc->room[tidx]) {
-				tcache_push(tc, tidx, chunk_mem(c));
+				tcache_push_counted(tc, tidx, chunk_mem(c));
 				stashed = true;
 			} else {
 				return chunk_mem(c);
@@ -189,7 +189,7 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 			break;
 	}
 	if (stashed)
-		return tcache_pop(tc, tidx);
+		return tcache_pop_counted(tc, tidx);
 
 	if (!in_smallbin_range(nb)) {
 		c = upa_largebin_best_fit(a, nb);
@@ -356,8 +356,7 @@ UPA_API void *upa_calloc(size_t nmemb, size_t size)
 		unsigned int idx = tcache_index(nb);
 
 		if (tc->head[idx]) {
-			tc->counter[UPA_TC_HITS]++;
-			mem = tcache_pop(tc, idx);
+			mem = tcache_pop(tc, idx);	/* a hit: derived */
 			return memset(mem, 0, n);
 		}
 	}

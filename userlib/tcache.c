@@ -64,7 +64,7 @@ void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
 		unsigned int new_limit = i < nbins ? limit : 0;
 
 		for (; count > new_limit; count--) {
-			struct upa_tcache_entry *e = tcache_pop(tc, i);
+			struct upa_tcache_entry *e = tcache_pop_counted(tc, i);
 
 			upa_free_chunk_any(mem_chunk(e));
 		}
@@ -85,6 +85,7 @@ static void tcache_flush(struct upa_tcache *tc)
 
 			tc->head[i] = tcache_reveal(&e->next, e->next);
 			e->key = 0;
+			tc->counter[UPA_TC_POPPED]++;
 			upa_free_chunk_any(mem_chunk(e));
 		}
 		tc->room[i] = 0;
@@ -164,16 +165,23 @@ void upa_tcache_fill(struct upa_tcache *tc, struct upa_arena *a,
 			c = NULL;
 		if (!c)
 			break;
-		tcache_push(tc, idx, chunk_mem(c));
+		tcache_push_counted(tc, idx, chunk_mem(c));
 	}
 }
 
-/* Sum the counters of all threads, live and exited, and the cached bytes. */
+/*
+ * Sum the counters of all threads, live and exited, and the cached bytes.
+ * The hits are derived: chunks cached (FREES + PUSHED) minus chunks taken
+ * out otherwise (POPPED) minus chunks cached now. Exact for the calling
+ * thread and exited ones; another running thread's counters are read
+ * while they change, so its share may be off by the few operations in
+ * flight (never below zero).
+ */
 void upa_threads_sum(size_t *counters, size_t *tcache_bytes)
 {
 	struct upa_tcache *tc;
 	unsigned int i;
-	size_t bytes = 0;
+	size_t bytes = 0, cached = 0, in, out;
 
 	upa_lock(&upa_global_lock);
 	for (i = 0; i < UPA_TC_COUNTERS; i++)
@@ -182,13 +190,19 @@ void upa_threads_sum(size_t *counters, size_t *tcache_bytes)
 		for (i = 0; i < UPA_TC_COUNTERS; i++)
 			counters[i] += __atomic_load_n(&tc->counter[i],
 						       __ATOMIC_RELAXED);
-		for (i = 0; i < UPA_TCACHE_BINS; i++)
-			bytes += (size_t)(tcache_bin_limit(tc, i) -
-					  __atomic_load_n(&tc->room[i],
-							  __ATOMIC_RELAXED)) *
-				 (i + 2) * 16;
+		for (i = 0; i < UPA_TCACHE_BINS; i++) {
+			size_t n = (size_t)(tcache_bin_limit(tc, i) -
+					    __atomic_load_n(&tc->room[i],
+							    __ATOMIC_RELAXED));
+
+			cached += n;
+			bytes += n * (i + 2) * 16;
+		}
 	}
 	upa_unlock(&upa_global_lock);
+	in = counters[UPA_TC_FREES] + counters[UPA_TC_PUSHED];
+	out = counters[UPA_TC_POPPED] + cached;
+	counters[UPA_TC_HITS] += in > out ? in - out : 0;
 	*tcache_bytes = bytes;
 }
 

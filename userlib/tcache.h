@@ -14,6 +14,7 @@
  *   room[i] == bin_limit(i) - (length of the list at head[i]) >= 0, where
  *   bin_limit(i) is limit for i < nbins and 0 above: so "room[idx] != 0" is
  *   the whole test of a cacheable free (a thread not set up has no room);
+ *   room_ci[0] == room_ci[1] == 0 (no chunk size below 32);
  *   every entry is a 16-aligned chunk of (i + 2) * 16 bytes, in use in its
  *   arena, with key == upa_tcache_key; next pointers are stored mangled
  *   (safe-linking: (address of the field >> 12) ^ pointer).
@@ -25,6 +26,7 @@
 
 #define UPA_TCACHE_BINS		64
 #define UPA_TCACHE_MAX_REQUEST	1032	/* (64 + 1) * 16 - 8 */
+#define UPA_TCACHE_MAX_CHUNK	1040	/* (64 + 1) * 16 */
 
 enum upa_thread_state {
 	UPA_THREAD_NEW = 0,	/* limit == 0: every free takes the slow path */
@@ -38,18 +40,37 @@ struct upa_tcache_entry {
 	uintptr_t key;		/* upa_tcache_key while cached */
 };
 
-/* Per-thread counters, summed over threads by upa_lib_stats(). */
+/*
+ * Per-thread counters, summed over threads by upa_lib_stats(). The malloc
+ * fast path counts nothing: its hits are derived (upa_threads_sum) as
+ * every chunk put in the cache (FREES + PUSHED) minus every chunk taken
+ * out otherwise (POPPED) minus what is cached now.
+ */
 enum upa_thread_counter {
-	UPA_TC_HITS,		/* mallocs served by the cache */
+	UPA_TC_HITS,		/* mallocs served by the cache: derived */
 	UPA_TC_FREES,		/* frees absorbed by the cache */
 	UPA_TC_SLOW_MALLOCS,	/* allocations past the cache */
 	UPA_TC_SLOW_FREES,	/* frees past the cache */
+	UPA_TC_PUSHED,		/* chunks cached by the slow paths */
+	UPA_TC_POPPED,		/* chunks taken out, not by a malloc hit */
 	UPA_TC_COUNTERS,
 };
 
 struct upa_tcache {
 	struct upa_tcache_entry *head[UPA_TCACHE_BINS];
-	uint16_t room[UPA_TCACHE_BINS];	/* free slots per bin */
+	/*
+	 * Free slots per bin. free() indexes them by its chunk's size / 16
+	 * (room_ci[idx + 2] is room[idx]), which saves the subtraction; the
+	 * two slots below size 32 stay 0, so a corrupt size takes the slow
+	 * path, which rejects it.
+	 */
+	union {
+		uint16_t room_ci[UPA_TCACHE_BINS + 2];
+		struct {
+			uint16_t room_below_min_[2];
+			uint16_t room[UPA_TCACHE_BINS];
+		};
+	};
 	uint8_t misses[UPA_TCACHE_BINS];	/* slow mallocs per bin, to 4 */
 	unsigned int limit;		/* chunks per bin; 0 until set up */
 	unsigned int nbins;		/* bins in use; 0 until set up */
@@ -81,16 +102,17 @@ static inline unsigned int tcache_count(const struct upa_tcache *tc,
 }
 
 /*
- * tcache_index(upa_request_size(n)) for n <= UPA_TCACHE_MAX_REQUEST, in
- * fewer instructions: requests up to 24 bytes share bin 0 (chunk 32), and
- * from there every 16 bytes of request start the next bin (25 -> 1,
- * 41 -> 2, ..., 1032 -> 63).
+ * tcache_index(upa_request_size(n)) for 9 <= n <= UPA_TCACHE_MAX_REQUEST,
+ * in two instructions: every 16 bytes of request from 9 start the next bin
+ * (9..24 -> 0, 25 -> 1, 41 -> 2, ..., 1032 -> 63). Outside that range the
+ * result is >= UPA_TCACHE_BINS (n < 9 wraps around), so one comparison
+ * sends both n > 1032 and n < 9 (also bin 0) off the main path.
  */
+#define TCACHE_REQUEST_BASE	(UPA_MIN_CHUNK - UPA_WORD - UPA_ALIGN + 1)
+
 static inline size_t tcache_request_index(size_t n)
 {
-	size_t m = n < UPA_MIN_CHUNK - UPA_WORD ? UPA_MIN_CHUNK - UPA_WORD : n;
-
-	return (m - (UPA_MIN_CHUNK - UPA_WORD - UPA_ALIGN + 1)) >> 4;
+	return (n - TCACHE_REQUEST_BASE) >> 4;
 }
 
 static inline struct upa_tcache_entry *tcache_reveal(const void *pos,
@@ -120,18 +142,34 @@ static inline struct upa_tcache_entry *tcache_pop(struct upa_tcache *tc,
 	return e;
 }
 
+/* The slow paths' push and pop: they keep the counts hits derive from. */
+static inline void tcache_push_counted(struct upa_tcache *tc, size_t idx,
+				       struct upa_tcache_entry *e)
+{
+	tcache_push(tc, idx, e);
+	tc->counter[UPA_TC_PUSHED]++;
+}
+
+static inline struct upa_tcache_entry *
+tcache_pop_counted(struct upa_tcache *tc, size_t idx)
+{
+	tc->counter[UPA_TC_POPPED]++;
+	return tcache_pop(tc, idx);
+}
+
 static inline void *upa_malloc_inline(size_t n)
 {
 	struct upa_tcache *tc = &upa_tc;
 
-	if (likely(n <= UPA_TCACHE_MAX_REQUEST)) {
-		size_t idx = tcache_request_index(n);
+	size_t idx = tcache_request_index(n);
 
-		if (likely(tc->head[idx] != NULL)) {
-			tc->counter[UPA_TC_HITS]++;
-			return tcache_pop(tc, idx);
-		}
+	if (unlikely(idx >= UPA_TCACHE_BINS)) {
+		if (n >= TCACHE_REQUEST_BASE)
+			return upa_malloc_slow(n);	/* n > 1032 */
+		idx = 0;				/* n < 9 */
 	}
+	if (likely(tc->head[idx] != NULL))
+		return tcache_pop(tc, idx);
 	return upa_malloc_slow(n);
 }
 
@@ -139,23 +177,29 @@ static inline void upa_free_inline(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_chunk *c;
-	size_t size, idx;
+	size_t ci;
 
 	if (unlikely(mem == NULL))
 		return;
 	c = mem_chunk(mem);
-	size = chunk_size(c);
-	idx = (size >> 4) - 2;	/* tcache_index(), kept 64-bit: no extension */
-	/* Mmapped chunks are >= a page: their idx is never that small. */
-	if (likely(idx < UPA_TCACHE_BINS && tc->room[idx])) {
+	ci = c->size >> 4;	/* the size / 16: the flags shift out */
+	/* Mmapped chunks are >= a page: their ci is never that small. */
+	if (likely(ci < UPA_TCACHE_BINS + 2 && tc->room_ci[ci])) {
 		struct upa_tcache_entry *e = mem;
 
-		UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
-			  "free(): invalid pointer");
+		/*
+		 * glibc's "(uintptr_t)c <= -size && aligned", for every
+		 * size the cache takes at once (a few more pointers at the
+		 * very top of the address space fail it; none is valid),
+		 * stated on mem: mem below 16 is either NULL or unaligned.
+		 */
+		UPA_CHECK((uintptr_t)mem <= -(uintptr_t)(UPA_TCACHE_MAX_CHUNK -
+							 UPA_HEADER) &&
+			  chunk_aligned(mem), "free(): invalid pointer");
 		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))
-			return upa_tcache_free_keyed(tc, idx, mem);
-		tcache_push(tc, idx, e);
+			return upa_tcache_free_keyed(tc, ci - 2, mem);
+		tcache_push(tc, ci - 2, e);
 		tc->counter[UPA_TC_FREES]++;
 		return;
 	}

@@ -31,6 +31,30 @@ TEST_F(bins, tcache_hit_returns_last_freed_chunk)
 	free(q);
 }
 
+/* Requests of 0..24 bytes all use the 32-byte chunk, cached alike. */
+TEST_F(bins, tiny_requests_share_the_smallest_cache_bin)
+{
+	struct upa_lib_stats before, after;
+	void *p = malloc(24), *q;
+
+	ASSERT_NE(NULL, p);
+	free(p);
+	STATS(before);
+	q = malloc(0);
+	EXPECT_EQ(p, q);
+	free(q);
+	q = malloc(8);
+	EXPECT_EQ(p, q);
+	free(q);
+	q = malloc(9);
+	EXPECT_EQ(p, q);
+	STATS(after);
+	EXPECT_EQ(before.tcache_hits + 3, after.tcache_hits);
+	EXPECT_EQ(before.malloc_calls + 3, after.malloc_calls);
+	EXPECT_EQ(before.free_calls + 2, after.free_calls);
+	free(q);
+}
+
 TEST_F(bins, tcache_is_lifo_per_size)
 {
 	void *a = malloc(88), *b = malloc(88), *c = malloc(200);
