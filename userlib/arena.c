@@ -47,6 +47,8 @@ static unsigned int arena_limit_cached;
 void upa_arena_init(struct upa_arena *a, unsigned int index)
 {
 	upa_lock_reinit(&a->lock);
+	a->remote = NULL;
+	a->remote_count = 0;
 	a->quarantined = false;
 	a->index = index;
 	a->attached = 0;

@@ -127,6 +127,7 @@ void upa_free_chunk_any(struct upa_chunk *c)
 		return;
 	upa_lock(&a->lock);
 	int_free(a, c, &released);
+	upa_remote_drain(a, &released);
 	upa_unlock(&a->lock);
 	/* munmap after unlock: no syscall holds the heap lock. */
 	if (released)
@@ -137,11 +138,10 @@ void upa_free_chunk_any(struct upa_chunk *c)
  * Free c, whose thread-cache bin idx is full, together with up to half of
  * that bin's chunks when they belong to the same arena: one lock round
  * trip and one pass through the slow path for a batch, and the bin has
- * room for the next frees. A thread that frees what others allocated (a
- * consumer) keeps a full cache, so without this every one of its frees
- * took the owner's arena lock, contending with the owner's mallocs each
- * time; a thread that frees many blocks of one size in a row (a program
- * tearing down a structure) paid the whole slow path per block.
+ * room for the next frees: a thread that frees many blocks of one size
+ * in a row (a program tearing down a structure) paid the whole slow path
+ * per block. (Chunks of other threads' arenas go to their remote lists
+ * instead, see below.)
  */
 static void free_batch(struct upa_tcache *tc, unsigned int idx,
 		       struct upa_chunk *c)
@@ -163,6 +163,152 @@ static void free_batch(struct upa_tcache *tc, unsigned int idx,
 	upa_unlock(&a->lock);
 	if (released)
 		upa_region_release_heaps(released);
+}
+
+/*
+ * Remote frees. A thread that frees chunks of another thread's arena (a
+ * consumer freeing what a producer allocated) does not take that arena's
+ * lock: it pushes them on the arena's remote list with one CAS, and the
+ * owner frees them into its bins in one go the next time it holds its lock
+ * anyway (its next slow malloc). Per free, the lock round trip and the
+ * contention with the owner's mallocs are gone; the owner's lock and bins
+ * stay in its own cache. Whoever pushes the list past UPA_REMOTE_DRAIN
+ * chunks drains it itself if the lock is free: an arena whose thread is
+ * idle or gone still gets its memory back.
+ *
+ * Integrity: listed chunks carry upa_remote_key() (a chunk freed twice
+ * while listed is sent down the locked path, where the drain and int_free
+ * catch it; a coincidence of user data is harmless there), and the drain
+ * aborts on any entry without the key (freed twice, once into a thread
+ * cache) or of another arena. Chunks stay "in use" for their arena while
+ * listed, like chunks in a thread cache.
+ */
+#define UPA_REMOTE_DRAIN	256
+
+static inline uintptr_t upa_remote_key(void)
+{
+	return upa_tcache_key ^ 0x9e3779b97f4a7c15UL;
+}
+
+/*
+ * Free every listed chunk of a (locked) into its bins; when a is the
+ * calling thread's own arena, the ones its cache has room for go there
+ * instead: its next mallocs of those sizes then take no lock and no bin.
+ */
+void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct upa_tcache_entry *e;
+	uintptr_t key = upa_remote_key();
+	bool mine = tc->arena == a;
+	long n = 0;
+
+	if (!__atomic_load_n(&a->remote, __ATOMIC_RELAXED))
+		return;
+	e = __atomic_exchange_n(&a->remote, NULL, __ATOMIC_ACQUIRE);
+	while (e) {
+		struct upa_tcache_entry *next = tcache_reveal(&e->next, e->next);
+		struct upa_chunk *c = mem_chunk(e);
+
+		UPA_CHECK(chunk_aligned(e) && e->key == key,
+			  "free(): double free detected (remote list)");
+		UPA_CHECK(!chunk_is_mmapped(c) && upa_arena_of(c) == a,
+			  "free(): corrupted remote list");
+		e->key = 0;
+		if (mine) {
+			size_t idx = tcache_index(chunk_size(c));
+
+			if (idx < UPA_TCACHE_BINS && tc->room[idx])
+				tcache_push(tc, idx, e);
+			else
+				int_free(a, c, released);
+		} else {
+			int_free(a, c, released);
+		}
+		e = next;
+		n++;
+	}
+	__atomic_sub_fetch(&a->remote_count, n, __ATOMIC_RELAXED);
+}
+
+/*
+ * A thread that frees much more than it allocates (a consumer) fills its
+ * cache with other threads' chunks that it never reuses: resident memory
+ * stranded there (up to limit x 64 bins per thread). Such a thread keeps
+ * a small cache, and gets the full one back once it allocates as well.
+ */
+#define UPA_REMOTE_FREER_LIMIT	8
+
+static void remote_freer_adapt(struct upa_tcache *tc)
+{
+	size_t allocs = tc->counter[UPA_TC_HITS] +
+			tc->counter[UPA_TC_SLOW_MALLOCS];
+	size_t frees = tc->counter[UPA_TC_FREES] +
+		       tc->counter[UPA_TC_SLOW_FREES];
+	unsigned int full = upa_mp.tcache_count, want = full;
+
+	if (allocs * 4 < frees && full > UPA_REMOTE_FREER_LIMIT)
+		want = UPA_REMOTE_FREER_LIMIT;
+	if (tc->limit != want)
+		upa_tcache_set_limits(tc, want, tc->nbins);
+}
+
+/*
+ * Free c, a chunk of arena a (not the thread's own), onto a's remote list;
+ * when the cache bin idx is full, up to half of its chunks of arena a go
+ * with it (the consumer's cache would otherwise stay full of them).
+ */
+static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
+			struct upa_chunk *c, size_t idx)
+{
+	struct upa_tcache_entry *first = chunk_mem(c), *last = first, *e;
+	uintptr_t key = upa_remote_key();
+	struct upa_heap *released = NULL;
+	long n = 1, count;
+	void *head;
+
+	/* c in the cache too would be listed twice below: catch it first. */
+	if (idx < UPA_TCACHE_BINS && first->key == upa_tcache_key)
+		upa_tcache_double_free_scan(tc, (unsigned int)idx, first);
+	if (unlikely(first->key == key)) {
+		/* Listed already, or user data equal to the key: locked path. */
+		upa_lock(&a->lock);
+		upa_remote_drain(a, &released);
+		int_free(a, c, &released);
+		upa_unlock(&a->lock);
+		if (released)
+			upa_region_release_heaps(released);
+		return;
+	}
+	if (idx < UPA_TCACHE_BINS && !tc->room[idx])
+		remote_freer_adapt(tc);
+	first->key = key;
+	if (idx < UPA_TCACHE_BINS && !tc->room[idx] && tc->limit >= 2) {
+		unsigned int k = tc->limit / 2;
+
+		while (k-- && tc->head[idx] &&
+		       upa_arena_of(mem_chunk(tc->head[idx])) == a) {
+			e = tcache_pop(tc, idx);
+			e->key = key;
+			last->next = ((uintptr_t)&last->next >> 12) ^
+				     (uintptr_t)e;
+			last = e;
+			n++;
+		}
+	}
+	head = __atomic_load_n(&a->remote, __ATOMIC_RELAXED);
+	do {
+		last->next = ((uintptr_t)&last->next >> 12) ^ (uintptr_t)head;
+	} while (!__atomic_compare_exchange_n(&a->remote, &head, first, true,
+					      __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	count = __atomic_add_fetch(&a->remote_count, n, __ATOMIC_RELAXED);
+	if (count >= UPA_REMOTE_DRAIN && upa_lock_try(&a->lock)) {
+		upa_remote_drain(a, &released);
+		upa_unlock(&a->lock);
+		if (released)
+			upa_region_release_heaps(released);
+	}
 }
 
 /* Mmapped chunk: update the dynamic thresholds, unmap (no lock held). */
@@ -215,10 +361,14 @@ void upa_free_slow(void *mem)
 		}
 	}
 	{
+		struct upa_arena *a = upa_arena_of(c);
 		unsigned int idx = tcache_index(size);
 
-		if (idx < UPA_TCACHE_BINS && idx < tc->nbins && tc->limit >= 2 &&
-		    !tc->room[idx])
+		if (a != tc->arena && tc->state == UPA_THREAD_LIVE &&
+		    !a->quarantined)
+			remote_free(tc, a, c, idx);
+		else if (idx < UPA_TCACHE_BINS && idx < tc->nbins &&
+			 tc->limit >= 2 && !tc->room[idx])
 			free_batch(tc, idx, c);
 		else
 			upa_free_chunk_any(c);
@@ -250,6 +400,7 @@ UPA_API int upa_malloc_trim(size_t pad)
 		if (a->quarantined)
 			continue;
 		upa_lock(&a->lock);
+		upa_remote_drain(a, &released);
 		upa_consolidate(a);
 		if (upa_region_trim(a, pad, &released))
 			released_any = 1;

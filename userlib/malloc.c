@@ -290,6 +290,8 @@ static void *arena_malloc(size_t nb, bool *fresh)
 		}
 	}
 	a = upa_arena_lock_mine(tc);
+	/* Other threads' frees of our chunks first (no trim: we allocate). */
+	upa_remote_drain(a, NULL);
 	mem = upa_int_malloc(a, nb, fresh);
 	upa_unlock(&a->lock);
 	if (likely(mem))

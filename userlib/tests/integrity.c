@@ -145,6 +145,39 @@ TEST_F(integrity, double_free_of_normal_chunk_aborts)
 		     "double free or corruption (!prev)");
 }
 
+static void *alloc_in_thread(void *arg)
+{
+	void **p = arg;
+
+	p[0] = malloc(2000);
+	p[1] = malloc(100);	/* guard: p[0] does not border the top */
+	return NULL;
+}
+
+/*
+ * Chunks of another thread's arena are freed onto that arena's remote
+ * list without its lock; a second free of a listed chunk takes the
+ * locked path, which drains the list and catches it there.
+ */
+static void double_free_remote(void)
+{
+	static void *p[2];
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, alloc_in_thread, p) ||
+	    pthread_join(t, NULL))
+		return;
+	free(p[0]);
+	free(p[0]);
+	free(p[1]);
+}
+
+TEST_F(integrity, double_free_of_remote_chunk_aborts)
+{
+	expect_death(_metadata, double_free_remote,
+		     "double free or corruption (!prev)");
+}
+
 static void free_chunk_reaching_past_heap(void)
 {
 	void *p, *guard;
