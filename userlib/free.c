@@ -60,6 +60,24 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
 }
 
 /*
+ * What an automatic trim leaves in the top chunk. top_pad, unless the
+ * dynamic threshold rose (a large mmapped chunk was freed: the program
+ * allocates and frees blocks of that size): then half the trim threshold,
+ * i.e. one such block. Trimming to top_pad gave the pages back on one free
+ * and faulted them in again (zero-filled) on the next malloc of that size;
+ * calloc_blocks spent more system time in those faults than user time.
+ * An explicit M_TRIM_THRESHOLD or M_TOP_PAD keeps glibc's rule.
+ */
+static size_t auto_trim_pad(void)
+{
+	size_t half = upa_mp.trim_threshold / 2;
+
+	if (upa_mp.no_dyn_threshold || half < upa_mp.top_pad)
+		return upa_mp.top_pad;
+	return half;
+}
+
+/*
  * Free heap chunk c into arena a, locked. With released != NULL a large
  * free may also trim the heap; dropped heaps go on *released.
  */
@@ -106,7 +124,7 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 
 		if ((top > keep && top - keep >= upa_mp.trim_threshold) ||
 		    (a->heap->prev && a->top == upa_heap_first_chunk(a->heap)))
-			upa_region_trim(a, upa_mp.top_pad, released);
+			upa_region_trim(a, auto_trim_pad(), released);
 	}
 }
 
