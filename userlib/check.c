@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "uring.h"
 #include "tcache.h"
 #include "include/upalloc.h"
 
@@ -68,6 +69,16 @@ static int check_heaps(struct check *ck, struct upa_arena *a,
 		if (h->size % upa_page_size || h->size > h->reserve)
 			CHECK_FAIL(ck, "heap %p: bad break %zu", (void *)h,
 				   h->size);
+		/* Deferred trims: the break kept at or above the usable end. */
+		if (h->brk % upa_page_size || h->brk < h->size ||
+		    h->brk > h->reserve)
+			CHECK_FAIL(ck, "heap %p: bad kept break %zu (size %zu)",
+				   (void *)h, h->brk, h->size);
+		/* Below the usable end every decommit has been reclaimed. */
+		if (upa_region_is_device() &&
+		    upa_uring_decommit_pending(h, h->size))
+			CHECK_FAIL(ck, "heap %p: decommit pending below its end %zu",
+				   (void *)h, h->size);
 		if (!chunk_prev_inuse(c))
 			CHECK_FAIL(ck, "first chunk %p without PREV_INUSE",
 				   (void *)c);

@@ -124,7 +124,7 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 
 		if ((top > keep && top - keep >= upa_mp.trim_threshold) ||
 		    (a->heap->prev && a->top == upa_heap_first_chunk(a->heap)))
-			upa_region_trim(a, auto_trim_pad(), released);
+			upa_region_trim(a, auto_trim_pad(), released, true);
 	}
 }
 
@@ -420,7 +420,7 @@ UPA_API int upa_malloc_trim(size_t pad)
 		upa_lock(&a->lock);
 		upa_remote_drain(a, &released);
 		upa_consolidate(a);
-		if (upa_region_trim(a, pad, &released))
+		if (upa_region_trim(a, pad, &released, false))
 			released_any = 1;
 		upa_bins_decommit(a, &pages);
 		upa_unlock(&a->lock);

@@ -156,12 +156,23 @@ static inline uintptr_t fastbin_protect(const void *pos, const void *ptr)
  * arena->system_mem == sum over the arena's heaps of size.
  * Older heaps end with fence (16 or 32 bytes, in use) + end marker
  * (16 bytes, size 0 | PREV_INUSE) so that no chunk merges past the end.
+ *
+ * Deferred trims (region.c): size is where the heap's chunks end, brk the
+ * page source's break; size <= brk <= reserve, brk % page == 0. When
+ * brk > size, decommit_pending_from == (char *)h + size: a free() trimmed
+ * [size, brk) by a decommit queued on the ring (maybe still pending) and
+ * left the break where it was. Invariant: no byte at or above
+ * decommit_pending_from is handed out, written, unmapped or left above a
+ * lowered break before src->reclaim() covered it (the decommit completed,
+ * or was cancelled for the pages reused). The top chunk ends at size, so
+ * only the break moves of region.c (grow_top, trim, release) cross it.
  */
 struct upa_heap {
 	struct upa_arena *arena;
 	struct upa_heap *prev;		/* older heap of the same arena */
-	size_t size;			/* the break, from the heap start */
+	size_t size;			/* the usable end, from the heap start */
 	size_t reserve;			/* reserved and aligned length */
+	size_t brk;			/* the page source's break >= size */
 };
 
 extern size_t upa_heap_mask;		/* ~(heap_reserve - 1), fixed at init */
@@ -178,7 +189,7 @@ bool upa_region_is_device(void);
 int upa_region_new_arena_heap(struct upa_arena **out);
 int upa_region_grow_top(struct upa_arena *a, size_t nb);
 bool upa_region_trim(struct upa_arena *a, size_t pad,
-		     struct upa_heap **released);
+		     struct upa_heap **released, bool defer);
 void upa_region_release_heaps(struct upa_heap *list);
 struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align, bool force);
 void upa_region_munmap_chunk(struct upa_chunk *c);

@@ -18,6 +18,22 @@
  * Mmapped chunks: large requests get a region of their own; the chunk's
  * prev_size holds its offset from the region start (non-zero only for
  * aligned allocations), and region length == offset + chunk size.
+ *
+ * Deferred trims (issue 6): with the io_uring path, free()'s automatic trim
+ * does not move the break (one SET_BRK each, ~750k system calls per
+ * million trimming frees): it lowers h->size only and queues a decommit of
+ * [size, old size) on the ring, submitted in batches. The break (h->brk)
+ * stays; growing the top again up to it needs no system call either: the
+ * pages are reclaimed (a decommit not yet submitted is cancelled, one in
+ * flight is waited for). The invariant is stated at struct upa_heap.
+ * Statistics: system_mem and the heap map count up to size, as if the
+ * break had moved (the pages are given back, only the commit stays); the
+ * module's pages_committed keeps counting up to brk until malloc_trim()
+ * (which moves every break down to size, exactly as before) or the heap is
+ * unmapped; pages_freed/pages_decommitted count the pages once the
+ * decommit ran, and reading the module's statistics through the library
+ * settles every queued decommit first. malloc_trim() and the mmap backend
+ * (or UPALLOC_URING=0, no ring) keep the synchronous break moves.
  */
 #include <string.h>
 
@@ -104,7 +120,67 @@ static int heap_new(struct upa_arena *a, size_t min_size,
 	(*out)->prev = NULL;
 	(*out)->size = size;
 	(*out)->reserve = reserve;
+	(*out)->brk = size;
 	return 0;
+}
+
+/*
+ * Heap h's usable end goes up to new_size: move the break if it is below,
+ * and reclaim what a deferred trim left between size and brk. Pages of a
+ * cancelled decommit keep old bytes: calloc must clear them (zero_from).
+ * Arena locked; h is a's newest heap.
+ */
+static int heap_raise(struct upa_arena *a, struct upa_heap *h,
+		      size_t new_size)
+{
+	size_t kept_end = new_size < h->brk ? new_size : h->brk;
+	int err;
+
+	if (new_size > h->brk) {
+		err = src->heap_set_brk(h, h->reserve, h->brk, new_size);
+		if (err)
+			return err;
+		h->brk = new_size;
+	}
+	if (kept_end > h->size &&
+	    src->reclaim((char *)h + h->size, kept_end - h->size) &&
+	    a->zero_from < (char *)h + kept_end)
+		a->zero_from = (char *)h + kept_end;
+	return 0;
+}
+
+/*
+ * Move heap h's break down to new_size (<= size), settling first whatever
+ * was queued above it (deferred trims, populate-ahead). Arena locked, or h
+ * unreachable by other threads.
+ */
+static int heap_lower(struct upa_heap *h, size_t new_size)
+{
+	int err;
+
+	if (new_size >= h->brk)
+		return 0;
+	src->reclaim((char *)h + new_size, h->brk - new_size);
+	err = src->heap_set_brk(h, h->reserve, h->brk, new_size);
+	if (!err)
+		h->brk = new_size;
+	return err;
+}
+
+/*
+ * Give back the commit that deferred trims kept: every heap of a gets its
+ * break moved down to its usable end. True when a break moved.
+ */
+static bool heaps_lower_kept(struct upa_arena *a)
+{
+	struct upa_heap *h;
+	bool did = false;
+
+	for (h = a->heap; h; h = h->prev) {
+		if (h->brk > h->size && !heap_lower(h, h->size))
+			did = true;
+	}
+	return did;
 }
 
 /* Make the rest of heap h, from c on, the arena's top chunk. */
@@ -188,12 +264,12 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 		size_t new_size = padded <= h->reserve ? padded : bare;
 
 		if (new_size <= h->reserve) {
-			err = src->heap_set_brk(h, h->reserve, h->size,
-						new_size);
+			err = heap_raise(a, h, new_size);
+			if (err == -ENOMEM && heaps_lower_kept(a))
+				err = heap_raise(a, h, new_size);
 			if (err && new_size != bare) {
 				new_size = bare;
-				err = src->heap_set_brk(h, h->reserve, h->size,
-							new_size);
+				err = heap_raise(a, h, new_size);
 			}
 			if (err)
 				return err;
@@ -211,6 +287,9 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 	if (need + upa_mp.top_pad <= upa_mp.heap_reserve)
 		need += upa_mp.top_pad;
 	err = heap_new(a, need, &nh);
+	/* The device's limits count the commit deferred trims kept. */
+	if (err == -ENOMEM && heaps_lower_kept(a))
+		err = heap_new(a, need, &nh);
 	if (err)
 		return err;
 	nh->prev = h;
@@ -248,14 +327,18 @@ static void heap_drop_newest(struct upa_arena *a, struct upa_heap **released)
 }
 
 /*
- * Give memory back: drop entirely free newest heaps, then lower the break
- * of the current heap so that the top chunk keeps pad bytes (plus one
- * minimum chunk). Called with a's lock held; the dropped heaps are put on
- * *released and must be unmapped with upa_region_release_heaps() after
- * the unlock. Returns true when anything was released.
+ * Give memory back: drop entirely free newest heaps, then lower the usable
+ * end of the current heap so that the top chunk keeps pad bytes (plus one
+ * minimum chunk). With defer (free()'s automatic trim) that is a decommit
+ * queued on the ring when there is one, the break staying put; without
+ * (malloc_trim), or without a ring, the break moves, and every break that
+ * deferred trims kept is moved down too. Called with a's lock held; the
+ * dropped heaps are put on *released and must be unmapped with
+ * upa_region_release_heaps() after the unlock. Returns true when anything
+ * was released.
  */
 bool upa_region_trim(struct upa_arena *a, size_t pad,
-		     struct upa_heap **released)
+		     struct upa_heap **released, bool defer)
 {
 	struct upa_heap *h;
 	bool did = false;
@@ -274,7 +357,14 @@ bool upa_region_trim(struct upa_arena *a, size_t pad,
 	if (keep_end < end && pad < upa_mp.heap_reserve) {
 		size_t new_size = (size_t)(keep_end - (char *)h);
 
-		if (!src->heap_set_brk(h, h->reserve, h->size, new_size)) {
+		/*
+		 * Deferred, size drops to keep_end: the next trim starts
+		 * below the range queued now and queues only what this one
+		 * did not (no range is queued twice while pending).
+		 */
+		if ((defer && !src->trim_deferred(keep_end,
+						  (size_t)(end - keep_end))) ||
+		    !heap_lower(h, new_size)) {
 			chunk_set_size(a->top, chunk_size(a->top) -
 					       (h->size - new_size));
 			a->system_mem -= h->size - new_size;
@@ -284,6 +374,8 @@ bool upa_region_trim(struct upa_arena *a, size_t pad,
 			did = true;
 		}
 	}
+	if (!defer && heaps_lower_kept(a))
+		did = true;
 	if (did)
 		a->st.heap_trims++;
 	return did;

@@ -62,6 +62,22 @@ struct upa_src {
 	int (*decommit)(void *addr, size_t len);
 	/* Complete every queued decommit. */
 	int (*settle)(void);
+	/*
+	 * Trim [addr, addr + len), the end of a heap below its break, without
+	 * moving the break: 0 when a decommit of the range was queued (the
+	 * io_uring path: batched, no system call of its own), -EOPNOTSUPP
+	 * when the caller should move the break instead (the ioctl path).
+	 * After 0, nothing in the range may be handed out, written, unmapped
+	 * or put above a lowered break before reclaim() covered it.
+	 */
+	int (*trim_deferred)(void *addr, size_t len);
+	/*
+	 * Settle every queued decommit overlapping [addr, addr + len) (cancel
+	 * what is not submitted yet, wait for the rest): 1 when some byte may
+	 * keep its old contents (a cancelled or failed decommit), 0 when every
+	 * decommit that covered the range completed (the pages read as zero).
+	 */
+	int (*reclaim)(void *addr, size_t len);
 	/* Fault in every page of [addr, addr + len) now (may be a no-op). */
 	int (*populate)(void *addr, size_t len);
 	/* The device's statistics for this process; -ENODEV without one. */

@@ -122,6 +122,21 @@ static int anon_settle(void)
 	return 0;
 }
 
+/* Trims move the break: the mmap backend has no queue to batch them in. */
+static int anon_trim_deferred(void *addr, size_t len)
+{
+	(void)addr;
+	(void)len;
+	return -EOPNOTSUPP;
+}
+
+static int anon_reclaim(void *addr, size_t len)
+{
+	(void)addr;
+	(void)len;
+	return 0;
+}
+
 static int anon_populate(void *addr, size_t len)
 {
 	int saved_errno = errno;
@@ -158,6 +173,8 @@ const struct upa_src upa_src_anon = {
 	.unmap		= anon_unmap,
 	.decommit	= anon_decommit,
 	.settle		= anon_settle,
+	.trim_deferred	= anon_trim_deferred,
+	.reclaim	= anon_reclaim,
 	.populate	= anon_populate,
 	.proc_stats	= anon_proc_stats,
 	.fork_child	= anon_fork_child,

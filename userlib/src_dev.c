@@ -14,12 +14,28 @@
  * The descriptor: programs (daemons) close every descriptor they did not
  * open, and may open something else that gets our number. Mappings survive
  * the close, but an ioctl or mmap on a reused number would act on somebody
- * else's file, so every use first checks with fstat() that the number still
- * names the upalloc character device, and reopens it (O_CLOEXEC) if not.
+ * else's file. Invariant: no command or mmap reaches a file that is not
+ * /dev/upalloc. Two ways to keep it:
+ *   - with the ring (uring.c), commands go to a registered (fixed) file:
+ *     the ring holds its own reference to the device file, taken from a
+ *     descriptor opened for the purpose, so what the program does with
+ *     descriptor numbers cannot redirect them and no check is needed.
+ *     One io_uring_enter() per command instead of fstat() + ioctl();
+ *   - without it (UPALLOC_URING=0, no liburing, io_uring disabled or
+ *     refused) and for mmap, every use first checks with fstat() that the
+ *     number still names the upalloc character device, and reopens it
+ *     (O_CLOEXEC) if not. Nothing cheaper is safe: F_GETFD/F_GETFL do not
+ *     identify the file, a cached "still ours" flag goes stale with any
+ *     close()/dup2()/close_range() we cannot see, and trying the ioctl and
+ *     judging by its error is exactly the use of a foreign file to avoid
+ *     (another driver may define the same command number).
+ *   The fstat() costs are paid on the ioctl path only; the trim-heavy paths
+ *   use the ring when there is one (deferred trims, region.c).
  *
  * Decommits go through uring.c: batched into one io_uring submission when
  * the module takes commands that way, plain ioctls otherwise; settle()
- * waits for them (malloc_trim() settles before it unlocks the arena).
+ * waits for them (malloc_trim() settles before it unlocks the arena), and
+ * reclaim() settles those over one range before it is reused.
  */
 #include <sys/mman.h>
 #include <sys/ioctl.h>
@@ -114,6 +130,16 @@ static int dev_ioctl(unsigned long cmd, void *arg)
 	return 0;
 }
 
+/* A command through the ring when there is one, else a checked ioctl. */
+static int dev_cmd(unsigned long cmd, void *arg)
+{
+	int ret = upa_uring_cmd(cmd, arg);
+
+	if (ret != -ENOTCONN)
+		return ret;
+	return dev_ioctl(cmd, arg);
+}
+
 int upa_src_dev_open(void)
 {
 	struct upalloc_version v;
@@ -152,7 +178,7 @@ static int dev_set_brk(void *addr, size_t new_brk, struct upalloc_brk *out)
 	memset(out, 0, sizeof(*out));
 	out->addr = (uintptr_t)addr;
 	out->new_brk = new_brk;
-	return dev_ioctl(UPALLOC_IOC_SET_BRK, out);
+	return dev_cmd(UPALLOC_IOC_SET_BRK, out);
 }
 
 static int dev_heap_reserve(size_t len, void **base)
@@ -218,7 +244,7 @@ static size_t dev_region_len(void *addr)
 	memset(&b, 0, sizeof(b));
 	b.addr = (uintptr_t)addr;
 	b.flags = UPALLOC_BRK_QUERY;
-	if (dev_ioctl(UPALLOC_IOC_SET_BRK, &b))
+	if (dev_cmd(UPALLOC_IOC_SET_BRK, &b))
 		return 0;
 	return (size_t)b.region_len;
 }
@@ -284,7 +310,7 @@ static int dev_range(unsigned long cmd, void *addr, size_t len)
 	memset(&r, 0, sizeof(r));
 	r.addr = (uintptr_t)addr;
 	r.len = len;
-	return dev_ioctl(cmd, &r);
+	return dev_cmd(cmd, &r);
 }
 
 static int dev_decommit(void *addr, size_t len)
@@ -297,6 +323,25 @@ static int dev_settle(void)
 	return upa_uring_flush();
 }
 
+static int dev_trim_deferred(void *addr, size_t len)
+{
+	if (!upa_uring_available())
+		return -EOPNOTSUPP;
+	return upa_uring_decommit(addr, len);
+}
+
+static int dev_reclaim(void *addr, size_t len)
+{
+	return upa_uring_reclaim(addr, len);
+}
+
+/* No command may still be queued on a heap when its address goes away. */
+static int dev_heap_release(void *base, size_t len)
+{
+	upa_uring_release(base, len);
+	return dev_munmap(base, len);
+}
+
 static int dev_populate(void *addr, size_t len)
 {
 	return dev_range(UPALLOC_IOC_POPULATE, addr, len);
@@ -307,7 +352,9 @@ static int dev_proc_stats(struct upalloc_proc_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
 	st->version = UPALLOC_ABI_VERSION;
-	return dev_ioctl(UPALLOC_IOC_PROC_STATS, st);
+	/* Exact: decommits still queued are counted once they are done. */
+	upa_uring_flush();
+	return dev_cmd(UPALLOC_IOC_PROC_STATS, st);
 }
 
 /* The lock may have been held by a thread that is gone in the child. */
@@ -321,12 +368,14 @@ const struct upa_src upa_src_dev = {
 	.is_device	= true,
 	.heap_reserve	= dev_heap_reserve,
 	.heap_set_brk	= dev_heap_set_brk,
-	.heap_release	= dev_munmap,
+	.heap_release	= dev_heap_release,
 	.map		= dev_map,
 	.resize		= dev_resize,
 	.unmap		= dev_unmap,
 	.decommit	= dev_decommit,
 	.settle		= dev_settle,
+	.trim_deferred	= dev_trim_deferred,
+	.reclaim	= dev_reclaim,
 	.populate	= dev_populate,
 	.proc_stats	= dev_proc_stats,
 	.fork_child	= dev_fork_child,

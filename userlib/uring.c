@@ -59,6 +59,12 @@
 #define URING_PROBE_DATA		((uint64_t)-1)
 /* Address ranges remembered as populated once (see populate_seen()). */
 #define URING_POPULATED_RANGES		16
+/*
+ * Queued decommits are submitted at UPALLOC_URING_BATCH commands or at
+ * this many bytes, whichever comes first: a few large trims must not keep
+ * megabytes away from the kernel until 32 of them have accumulated.
+ */
+#define URING_MAX_QUEUED_BYTES		(8UL << 20)
 
 enum uring_state {
 	RING_NONE,		/* not set up (yet, or again after a fork) */
@@ -68,7 +74,8 @@ enum uring_state {
 };
 
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_IN_FLIGHT };
-enum slot_op { OP_DECOMMIT = 1, OP_POPULATE, OP_CANCELLED };
+/* OP_SYNC: upa_uring_cmd(), its argument is the caller's (cmd unused). */
+enum slot_op { OP_DECOMMIT = 1, OP_POPULATE, OP_CANCELLED, OP_SYNC };
 
 struct uring_slot {
 	struct upalloc_range cmd;	/* the kernel reads it until reaped */
@@ -99,6 +106,14 @@ static struct {
 	int (*dev_ioctl)(unsigned long cmd, void *arg);
 	unsigned int nr_queued;
 	unsigned int nr_busy;		/* also read without the lock */
+	uint64_t queued_bytes;		/* QUEUED decommits (upper bound) */
+	/*
+	 * Hull of every decommit that finally failed: its pages may keep
+	 * their contents, so reclaim() reports it dirty forever (a failure
+	 * means a bug or a module refusing a range; never seen in tests).
+	 * Written before nr_busy drops, so the lock-free check sees it.
+	 */
+	uint64_t failed_lo, failed_hi;
 	struct uring_slot slots[UPA_URING_SLOTS];
 	/* Ranges populated ahead once; [start, end), end == 0: unused. */
 	struct {
@@ -233,6 +248,14 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a < b + blen && b < a + alen;
 }
 
+static void failed_note(uint64_t addr, uint64_t len)
+{
+	if (!U.failed_hi || addr < U.failed_lo)
+		U.failed_lo = addr;
+	if (addr + len > U.failed_hi)
+		U.failed_hi = addr + len;
+}
+
 static void slot_complete(uint64_t idx, int res)
 {
 	struct uring_slot *s;
@@ -240,7 +263,7 @@ static void slot_complete(uint64_t idx, int res)
 	if (idx >= UPA_URING_SLOTS)
 		return;
 	s = &U.slots[idx];
-	if (res < 0 && s->op != OP_CANCELLED) {
+	if (res < 0 && s->op != OP_CANCELLED && s->op != OP_SYNC) {
 		U.st.failed++;
 		/*
 		 * A decommit the ring could not run (cancelled by io-wq,
@@ -253,6 +276,8 @@ static void slot_complete(uint64_t idx, int res)
 			res = dev_range(UPALLOC_IOC_DECOMMIT, s->cmd.addr, s->cmd.len);
 			U.st.decommits_ioctl++;
 		}
+		if (s->op == OP_DECOMMIT && res < 0)
+			failed_note(s->cmd.addr, s->cmd.len);
 	}
 	s->res = res;
 	s->state = SLOT_FREE;
@@ -295,11 +320,16 @@ static void ring_break(void)
 			s->res = dev_range(UPALLOC_IOC_DECOMMIT, s->cmd.addr,
 					   s->cmd.len);
 			U.st.decommits_ioctl++;
+			if (s->res < 0)
+				failed_note(s->cmd.addr, s->cmd.len);
+		} else if (s->op == OP_SYNC) {
+			s->res = -ENOTCONN;	/* upa_uring_cmd(): use ioctl */
 		}
 		s->state = SLOT_FREE;
 		U.nr_busy--;
 	}
 	U.nr_queued = 0;
+	U.queued_bytes = 0;
 	__atomic_store_n(&U.nr_busy, U.nr_busy, __ATOMIC_RELEASE);
 }
 
@@ -320,6 +350,7 @@ static void ring_submit(bool wait)
 	do {
 		ret = wait ? io_uring_submit_and_wait(&U.ring, 1)
 			   : io_uring_submit(&U.ring);
+		U.st.enters++;
 	} while (ret == -EINTR);
 	if (U.nr_queued)
 		U.st.submits++;
@@ -341,6 +372,7 @@ static void ring_submit(bool wait)
 		}
 	}
 	U.nr_queued = 0;
+	U.queued_bytes = 0;
 	ring_reap();
 }
 
@@ -411,6 +443,8 @@ static bool slot_queue(int idx, unsigned int op_kind, uint64_t addr,
 	io_uring_sqe_set_data64(sqe, (uint64_t)idx);
 	s->state = SLOT_QUEUED;
 	U.nr_queued++;
+	if (op_kind == OP_DECOMMIT)
+		U.queued_bytes += len;
 	__atomic_store_n(&U.nr_busy, U.nr_busy + 1, __ATOMIC_RELEASE);
 	return true;
 }
@@ -460,7 +494,7 @@ static void ring_setup(void)
 	struct io_uring_params p;
 	struct upalloc_version v;
 	struct stat st;
-	int ret;
+	int ret, rfd;
 
 	U.state = RING_UNAVAILABLE;
 	if (!U.enabled || dev_fd() < 0)
@@ -485,8 +519,18 @@ static void ring_setup(void)
 		U.ring_ino = st.st_ino;
 	}
 	U.ring_dontfork = io_uring_ring_dontfork(&U.ring) == 0;
-	U.fixed_file = io_uring_register_files(&U.ring, &U.fd, 1) == 0;
-	if (ring_probe()) {
+	/*
+	 * Only as a fixed file, registered from a descriptor opened here
+	 * for the purpose: it holds its own reference to the device, so no
+	 * command can reach another file that the program opened under a
+	 * number we once used (nothing checks numbers per command here).
+	 */
+	rfd = open_high_cloexec(UPALLOC_DEVICE_PATH);
+	U.fixed_file = rfd >= 0 &&
+		       io_uring_register_files(&U.ring, &rfd, 1) == 0;
+	if (rfd >= 0)
+		close(rfd);	/* the registered file keeps its reference */
+	if (!U.fixed_file || ring_probe()) {
 		io_uring_queue_exit(&U.ring);
 		U.fixed_file = false;
 		return;
@@ -512,12 +556,15 @@ static void ring_fork_child(void)
 		if (s->state == SLOT_FREE)
 			continue;
 		if (s->op == OP_DECOMMIT) {
-			dev_range(UPALLOC_IOC_DECOMMIT, s->cmd.addr, s->cmd.len);
+			if (dev_range(UPALLOC_IOC_DECOMMIT, s->cmd.addr,
+				      s->cmd.len))
+				failed_note(s->cmd.addr, s->cmd.len);
 			U.st.fork_redone++;
 		}
 		s->state = SLOT_FREE;
 	}
 	U.nr_queued = 0;
+	U.queued_bytes = 0;
 	__atomic_store_n(&U.nr_busy, 0, __ATOMIC_RELEASE);
 	/*
 	 * Our copy of the ring descriptor, unless the program has closed it
@@ -686,7 +733,8 @@ int upa_uring_decommit(void *addr, size_t len)
 
 		if (idx >= 0 && slot_queue(idx, OP_DECOMMIT, (uintptr_t)addr,
 					   len, 0)) {
-			if (U.nr_queued >= U.batch)
+			if (U.nr_queued >= U.batch ||
+			    U.queued_bytes >= URING_MAX_QUEUED_BYTES)
 				ring_submit(false);
 			uring_unlock();
 			goto out;
@@ -758,6 +806,9 @@ static int uring_settle_locked(uint64_t a, uint64_t len, bool cancel)
 		if (s->op == OP_DECOMMIT && s->res < 0)
 			dirty = 1;
 	}
+	if (U.failed_hi && ranges_overlap(a, len, U.failed_lo,
+					  U.failed_hi - U.failed_lo))
+		dirty = 1;
 #else
 	(void)a;
 	(void)len;
@@ -777,8 +828,13 @@ int upa_uring_reclaim(void *addr, size_t len)
 	int dirty;
 
 	/* The common case, no command anywhere: no lock, no system call. */
-	if (!len || !__atomic_load_n(&U.nr_busy, __ATOMIC_ACQUIRE))
+	if (!len)
 		return 0;
+	if (!__atomic_load_n(&U.nr_busy, __ATOMIC_ACQUIRE)) {
+		uint64_t lo = U.failed_lo, hi = U.failed_hi;
+
+		return hi && (uintptr_t)addr < hi && lo < (uintptr_t)addr + len;
+	}
 	dirty = 0;
 	if (uring_lock(false)) {
 		dirty = uring_reclaim_locked((uintptr_t)addr, len);
@@ -890,6 +946,85 @@ int upa_uring_release(void *addr, size_t len)
 	}
 	errno = saved_errno;
 	return dirty;
+}
+
+bool upa_uring_decommit_pending(void *addr, size_t len)
+{
+	int saved_errno = errno;
+	bool hit = false;
+	unsigned int i;
+
+	if (!len || !__atomic_load_n(&U.nr_busy, __ATOMIC_ACQUIRE))
+		return false;
+	if (uring_lock(false)) {
+		/* No reaping: a done but unreaped decommit still counts. */
+		for (i = 0; i < UPA_URING_SLOTS; i++) {
+			struct uring_slot *s = &U.slots[i];
+
+			if (s->state != SLOT_FREE && s->op == OP_DECOMMIT &&
+			    s->cmd.addr < (uintptr_t)addr + len &&
+			    (uintptr_t)addr < s->cmd.addr + s->cmd.len)
+				hit = true;
+		}
+		uring_unlock();
+	}
+	errno = saved_errno;
+	return hit;
+}
+
+/*
+ * One command through the ring, waited for: the caller's ioctl without
+ * its descriptor check (see uring.h). -ENOTCONN: no ring, use ioctl.
+ */
+int upa_uring_cmd(unsigned long cmd, void *arg)
+{
+	int saved_errno = errno;
+	int ret = -ENOTCONN;
+
+	if (!uring_lock(true)) {
+		errno = saved_errno;
+		return ret;
+	}
+#ifdef UPA_HAVE_LIBURING
+	if (U.state == RING_UP) {
+		int idx = slot_get_wait();
+		struct io_uring_sqe *sqe;
+		struct uring_slot *s;
+
+		if (idx < 0)
+			goto out;
+		sqe = io_uring_get_sqe(&U.ring);
+		if (!sqe)
+			goto out;
+		s = &U.slots[idx];
+		/* addr = len = 0: overlaps no range that settle() looks at. */
+		memset(&s->cmd, 0, sizeof(s->cmd));
+		s->op = OP_SYNC;
+		s->res = 0;
+		s->sqe = sqe;
+		prep_upalloc_cmd(sqe, (unsigned int)cmd, arg);
+		io_uring_sqe_set_data64(sqe, (uint64_t)idx);
+		s->state = SLOT_QUEUED;
+		U.nr_queued++;
+		__atomic_store_n(&U.nr_busy, U.nr_busy + 1, __ATOMIC_RELEASE);
+		ring_wait_slot((unsigned int)idx);
+		ret = s->res;
+		U.st.sync_cmds++;
+		/* Transport failures (not the command's answer): use ioctl. */
+		if (ret == -ECANCELED || ret == -EINTR || ret == -EAGAIN ||
+		    ret == -EOPNOTSUPP || ret == -EBADF || ret == -ENXIO)
+			ret = -ENOTCONN;
+		else if (ret > 0)
+			ret = 0;
+	}
+out:
+#else
+	(void)cmd;
+	(void)arg;
+#endif
+	uring_unlock();
+	errno = saved_errno;
+	return ret;
 }
 
 int upa_uring_flush(void)

@@ -88,6 +88,24 @@ int upa_uring_reclaim(void *addr, size_t len);
 /* upa_uring_reclaim() for a range about to be unmapped (see point 2). */
 int upa_uring_release(void *addr, size_t len);
 
+/*
+ * Any UPALLOC_IOC_* command (arg as for ioctl(2)) through the ring, waited
+ * for: one io_uring_enter() on the registered (fixed) file. Its result is
+ * the command's (0 or -errno); -ENOTCONN when there is no ring or the
+ * transport failed, and the caller then uses ioctl(2). Used so that the
+ * ring path needs no per-call check of the descriptor: a fixed file holds
+ * its own reference to /dev/upalloc, whatever the program does with the
+ * descriptor number. Commands already queued may still be pending (a
+ * SET_BRK does not wait for decommits; the allocator reclaims first).
+ */
+int upa_uring_cmd(unsigned long cmd, void *arg);
+
+/*
+ * For checkers: true when a decommit overlapping [addr, addr + len) is
+ * queued or in flight (not yet reclaimed, flushed or reaped).
+ */
+bool upa_uring_decommit_pending(void *addr, size_t len);
+
 /* Submit everything queued and wait for every command in flight. */
 int upa_uring_flush(void);
 
@@ -105,6 +123,8 @@ struct upa_uring_stats {
 	uint64_t cancelled;		/* queued decommits cancelled by reclaim */
 	uint64_t failed;		/* commands that completed with an error */
 	uint64_t fork_redone;		/* decommits redone in a fork child */
+	uint64_t sync_cmds;		/* upa_uring_cmd() through the ring */
+	uint64_t enters;		/* submit calls (<= 1 enter each) */
 	uint32_t ring_active;		/* 1 when the ring is in use */
 	uint32_t batch;			/* the tunables in force */
 	uint64_t populate_ahead;

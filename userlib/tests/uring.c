@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: free()'s automatic trim through the io_uring path on the
+ * device (deferred trims, region.c; the ring, uring.c): far fewer system
+ * calls than one break move per trim, memory handed out again over a
+ * pending or cancelled decommit reads as zero for calloc, fork with
+ * decommits in flight, and UPALLOC_URING=0 gives the same results.
+ *
+ * This binary is linked with the library's objects and the ring built in
+ * (the archives carry the ioctl path only). Each scenario runs in a fresh
+ * exec of this binary (the library reads UPALLOC_URING once), which prints
+ * name=value lines; the tests compare the ring run with the ioctl run.
+ * Without /dev/upalloc every test is a SKIP.
+ */
+#include <sys/syscall.h>
+#include <linux/perf_event.h>
+
+#include "upa_test.h"
+#include "userlib/uring.h"
+
+#define BLOCK		(128UL << 10)	/* one trim each, below the mmap threshold */
+#define BLOCKS		64
+#define ROUNDS		8
+
+/* ---- the scenarios (run in the exec'd child) ---------------------------- */
+
+/* A counter of this thread's system calls (perf, tracefs), or -1. */
+static int syscall_counter_open(void)
+{
+	static const char *const ids[] = {
+		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+		"/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
+	};
+	struct perf_event_attr attr;
+	unsigned long long id = 0;
+	size_t i;
+	FILE *f;
+
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]) && !id; i++) {
+		f = fopen(ids[i], "re");
+		if (!f)
+			continue;
+		if (fscanf(f, "%llu", &id) != 1)
+			id = 0;
+		fclose(f);
+	}
+	if (!id)
+		return -1;
+	memset(&attr, 0, sizeof(attr));
+	attr.type = PERF_TYPE_TRACEPOINT;
+	attr.size = sizeof(attr);
+	attr.config = id;
+	attr.disabled = 1;
+	return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1,
+			    PERF_FLAG_FD_CLOEXEC);
+}
+
+static long long counter_read(int fd)
+{
+	long long v;
+
+	if (fd < 0 || read(fd, &v, sizeof(v)) != sizeof(v))
+		return -1;
+	return v;
+}
+
+static void thresholds(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 16 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 10);
+	mallopt(M_TOP_PAD, 0);
+	mallopt(UPA_M_TCACHE_COUNT, 0);
+}
+
+static void print_uring(const char *prefix)
+{
+	struct upa_uring_stats us;
+
+	upa_uring_get_stats(&us);
+	printf("%sring_active=%u\n", prefix, us.ring_active);
+	printf("%sring_syscalls=%llu\n", prefix,
+	       (unsigned long long)(us.enters + us.decommits_ioctl));
+	printf("%ssubmits=%llu\nwaits=%llu\nsync_cmds=%llu\n", prefix,
+	       (unsigned long long)us.submits, (unsigned long long)us.waits,
+	       (unsigned long long)us.sync_cmds);
+	printf("%scancelled=%llu\n", prefix, (unsigned long long)us.cancelled);
+	printf("%sfork_redone=%llu\n", prefix,
+	       (unsigned long long)us.fork_redone);
+}
+
+/*
+ * BLOCKS blocks of BLOCK bytes, one byte written per page, freed newest
+ * first: each free merges into the top chunk and trims it.
+ */
+static int trims_round(int r)
+{
+	static char *p[BLOCKS];
+	size_t off;
+	int i;
+
+	for (i = 0; i < BLOCKS; i++) {
+		p[i] = malloc(BLOCK);
+		if (!p[i])
+			return -1;
+		for (off = 0; off < BLOCK; off += 4096)
+			p[i][off] = (char)(r + i + 1);
+	}
+	for (i = BLOCKS - 1; i >= 0; i--)
+		free(p[i]);
+	return 0;
+}
+
+/* ROUNDS rounds counted, after one that grows the heap to its size. */
+static int scenario_trims(void)
+{
+	struct upa_lib_stats before, after;
+	struct upalloc_proc_stats ps0, ps1;
+	long long sc0, sc1;
+	int cfd, r;
+
+	thresholds();
+	if (trims_round(0))
+		return 1;
+	upa_uring_flush();
+	cfd = syscall_counter_open();
+	stats_read(&before);
+	dev_proc_stats(&ps0);
+	if (cfd >= 0)
+		ioctl(cfd, PERF_EVENT_IOC_ENABLE, 0);
+	sc0 = counter_read(cfd);
+	for (r = 1; r <= ROUNDS; r++) {
+		if (trims_round(r))
+			return 1;
+	}
+	sc1 = counter_read(cfd);
+	stats_read(&after);
+	upa_uring_flush();
+	dev_proc_stats(&ps1);
+	printf("trims=%zu\n", after.heap_trims - before.heap_trims);
+	printf("syscalls=%lld\n", sc0 >= 0 && sc1 >= 0 ? sc1 - sc0 : -1LL);
+	printf("pages_freed=%llu\n",
+	       (unsigned long long)(ps1.pages_freed - ps0.pages_freed));
+	print_uring("");
+	printf("heap_check=%d\n", upa_heap_check());
+	return 0;
+}
+
+/* Nonzero when [p, p + n) holds a byte that is not 0. */
+static int not_zero(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i])
+			return 1;
+	return 0;
+}
+
+/*
+ * calloc over pages a trim just queued a decommit for (cancelled: they
+ * keep 0xab), over pages whose decommit ran (flush), and over a range
+ * part of which is still queued.
+ */
+static int scenario_calloc(void)
+{
+	size_t big = 1UL << 20;
+	int dirty = 0, k;
+	char *p, *q;
+
+	thresholds();
+	for (k = 0; k < 3; k++) {
+		p = malloc(big);
+		if (!p)
+			return 1;
+		memset(p, 0xab, big);
+		free(p);		/* trims: decommit queued */
+		if (k == 1)
+			upa_uring_flush();	/* ... and done */
+		q = calloc(1, k == 2 ? big / 2 : big);
+		if (!q)
+			return 1;
+		dirty += not_zero(q, k == 2 ? big / 2 : big);
+		if (k == 2) {
+			/* The rest of the queued range, handed out later. */
+			char *q2 = calloc(1, big / 2);
+
+			if (!q2)
+				return 1;
+			dirty += not_zero(q2, big / 2);
+			memset(q2, 0xcd, big / 2);
+			free(q2);
+		}
+		memset(q, 0xcd, k == 2 ? big / 2 : big);
+		free(q);
+	}
+	printf("calloc_dirty=%d\n", dirty);
+	print_uring("");
+	printf("heap_check=%d\n", upa_heap_check());
+	return 0;
+}
+
+/* Fork while the trims' decommits are queued or in flight. */
+static int scenario_fork(void)
+{
+	size_t big = 1UL << 20;
+	int status = -1, dirty;
+	char *p, *q;
+	pid_t pid;
+
+	thresholds();
+	p = malloc(big);
+	if (!p)
+		return 1;
+	memset(p, 0xab, big);
+	free(p);			/* queued, not submitted (batch) */
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return 1;
+	q = calloc(1, big);
+	dirty = !q || not_zero(q, big);
+	if (q) {
+		memset(q, 0xcd, big);
+		free(q);
+	}
+	if (pid == 0) {
+		print_uring("child_");
+		printf("child_dirty=%d\nchild_heap_check=%d\n", dirty,
+		       upa_heap_check());
+		fflush(stdout);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		status = -1;
+	printf("child_status=%d\n", status);
+	printf("parent_dirty=%d\n", dirty);
+	print_uring("");
+	printf("heap_check=%d\n", upa_heap_check());
+	return 0;
+}
+
+/* ---- the tests ---------------------------------------------------------- */
+
+/* Run this binary's scenario with UPALLOC_URING=ring; output in r. */
+static int run_scenario(struct probe_result *r, const char *name, int ring)
+{
+	char self[PATH_MAX];
+	int ofd = memfd_create("scenario-out", 0);
+	ssize_t len;
+	pid_t pid;
+
+	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len < 0 || ofd < 0)
+		return -1;
+	self[len] = '\0';
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		dup2(ofd, 1);
+		setenv("UPALLOC_URING", ring ? "1" : "0", 1);
+		setenv("UPALLOC_BACKEND", "device", 1);
+		execl(self, self, "--scenario", name, (char *)NULL);
+		_exit(127);
+	}
+	if (wait_bounded(pid, 120, &r->status))
+		r->status = -1;
+	read_all_fd(ofd, r->out, sizeof(r->out));
+	r->err[0] = '\0';
+	close(ofd);
+	return 0;
+}
+
+#define SCENARIO(r, name, ring)						\
+	do {								\
+		ASSERT_EQ(0, run_scenario(&(r), name, ring));		\
+		ASSERT_TRUE(WIFEXITED((r).status) &&			\
+			    WEXITSTATUS((r).status) == 0)		\
+			TH_LOG("%s (ring %d): status 0x%x, out: %s",	\
+			       name, ring, (r).status, (r).out);		\
+	} while (0)
+
+/* The ring is there in the ring run (else the comparison means nothing). */
+#define NEED_RING(r)							\
+	do {								\
+		if (probe_value(&(r), "ring_active") != 1)		\
+			SKIP(return, "no io_uring path (liburing, "	\
+			     "io_uring_disabled or an old module)");	\
+	} while (0)
+
+UPA_FIXTURE(uring)
+
+TEST_F(uring, trimming_frees_take_few_system_calls_through_the_ring)
+{
+	struct probe_result ring, ioc;
+	long long trims, calls, ioc_calls;
+
+	if (!device_present())
+		SKIP(return, "/dev/upalloc is missing");
+	SCENARIO(ring, "trims", 1);
+	NEED_RING(ring);
+	SCENARIO(ioc, "trims", 0);
+	EXPECT_EQ(0, probe_value(&ring, "heap_check"));
+	EXPECT_EQ(0, probe_value(&ioc, "heap_check"));
+	EXPECT_EQ(0, probe_value(&ioc, "ring_active"));
+	/* The same trims in both modes: the policy did not change. */
+	trims = probe_value(&ring, "trims");
+	EXPECT_LE(ROUNDS * BLOCKS, trims);
+	EXPECT_EQ(trims, probe_value(&ioc, "trims"));
+	/* The kernel's count when perf can tell, else the ring's own. */
+	calls = probe_value(&ring, "syscalls");
+	ioc_calls = probe_value(&ioc, "syscalls");
+	if (calls < 0)
+		calls = probe_value(&ring, "ring_syscalls");
+	TH_LOG("%lld trims: %lld system calls with the ring, %lld without",
+	       trims, calls, ioc_calls);
+	EXPECT_GT(trims / 10, calls);
+	if (ioc_calls >= 0)
+		EXPECT_LE(trims, ioc_calls);
+	/* The ring really gave pages back (not only cancelled decommits). */
+	EXPECT_LE(BLOCKS * (BLOCK / 4096) / 2,
+		  probe_value(&ring, "pages_freed"));
+}
+
+TEST_F(uring, calloc_over_pending_decommit_is_zero)
+{
+	struct probe_result ring, ioc;
+
+	if (!device_present())
+		SKIP(return, "/dev/upalloc is missing");
+	SCENARIO(ring, "calloc", 1);
+	NEED_RING(ring);
+	SCENARIO(ioc, "calloc", 0);
+	EXPECT_EQ(0, probe_value(&ring, "calloc_dirty"));
+	EXPECT_EQ(0, probe_value(&ioc, "calloc_dirty"));
+	EXPECT_EQ(0, probe_value(&ring, "heap_check"));
+	EXPECT_EQ(0, probe_value(&ioc, "heap_check"));
+	/* The ring run did hand out pages of a cancelled decommit. */
+	EXPECT_LE(1, probe_value(&ring, "cancelled"));
+}
+
+TEST_F(uring, fork_with_decommits_in_flight)
+{
+	struct probe_result ring, ioc;
+
+	if (!device_present())
+		SKIP(return, "/dev/upalloc is missing");
+	SCENARIO(ring, "fork", 1);
+	NEED_RING(ring);
+	SCENARIO(ioc, "fork", 0);
+	EXPECT_EQ(0, probe_value(&ring, "child_status"));
+	EXPECT_EQ(0, probe_value(&ioc, "child_status"));
+	EXPECT_EQ(0, probe_value(&ring, "child_dirty"));
+	EXPECT_EQ(0, probe_value(&ring, "parent_dirty"));
+	EXPECT_EQ(0, probe_value(&ioc, "child_dirty"));
+	EXPECT_EQ(0, probe_value(&ioc, "parent_dirty"));
+	EXPECT_EQ(0, probe_value(&ring, "child_heap_check"));
+	EXPECT_EQ(0, probe_value(&ring, "heap_check"));
+	/* The child redid the decommit queued at the fork on its pages. */
+	EXPECT_LE(1, probe_value(&ring, "child_fork_redone"));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--scenario")) {
+		int ret = 2;
+
+		if (!strcmp(argv[2], "trims"))
+			ret = scenario_trims();
+		else if (!strcmp(argv[2], "calloc"))
+			ret = scenario_calloc();
+		else if (!strcmp(argv[2], "fork"))
+			ret = scenario_fork();
+		fflush(stdout);
+		return ret;
+	}
+	return test_harness_run(argc, argv);
+}
