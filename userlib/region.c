@@ -244,6 +244,30 @@ static void heap_retire_top(struct upa_arena *a)
 }
 
 /*
+ * Populate-ahead (issue 6, 2b): after the break moved up for a request of
+ * nb bytes from the top chunk, the pages the top chunk hands out after it
+ * (the top_pad slack) are populated in the background, so that the
+ * allocations that follow take no first-touch fault. Only pages fresh from
+ * the page source (at or above the old break, fresh_from): pages of the
+ * kept range were trimmed once already, and populating them again would
+ * undo the decommit that a quick regrowth normally cancels. The request's
+ * own pages are left to the caller, who touches them at once (populating
+ * them in the background would race its faults for the same pages).
+ */
+static void top_populate_ahead(struct upa_arena *a, size_t nb,
+			       char *fresh_from)
+{
+	char *lo = (char *)upa_align_up((uintptr_t)a->top + nb + UPA_MIN_CHUNK,
+					upa_page_size);
+	char *hi = (char *)a->heap + a->heap->size;
+
+	if (lo < fresh_from)
+		lo = fresh_from;
+	if (lo < hi)
+		src->populate_ahead(lo, (size_t)(hi - lo));
+}
+
+/*
  * Make the top chunk at least nb + UPA_MIN_CHUNK bytes: move the break of
  * the newest heap up (with top_pad to spare), or start a new heap. Called
  * with a's lock held; -ENOMEM when the device or the kernel says no,
@@ -253,6 +277,7 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 {
 	struct upa_heap *h = a->heap, *nh;
 	size_t first_off, need;
+	char *fresh_from;
 	int err;
 
 	if (h) {
@@ -264,6 +289,7 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 		size_t new_size = padded <= h->reserve ? padded : bare;
 
 		if (new_size <= h->reserve) {
+			fresh_from = (char *)h + h->brk;
 			err = heap_raise(a, h, new_size);
 			if (err == -ENOMEM && heaps_lower_kept(a))
 				err = heap_raise(a, h, new_size);
@@ -297,10 +323,12 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 		heap_retire_top(a);
 	top_install(a, nh, upa_heap_first_chunk(nh), UPA_PREV_INUSE);
 	a->system_mem += nh->size;
+	fresh_from = (char *)nh;
 out:
 	if (a->system_mem > a->max_system_mem)
 		a->max_system_mem = a->system_mem;
 	a->st.heap_grows++;
+	top_populate_ahead(a, nb, fresh_from);
 	return 0;
 }
 

@@ -78,6 +78,13 @@ struct upa_src {
 	 * decommit that covered the range completed (the pages read as zero).
 	 */
 	int (*reclaim)(void *addr, size_t len);
+	/*
+	 * Advisory: [addr, addr + len), fresh pages below a heap's break that
+	 * the top chunk hands out next, may be populated in the background
+	 * (io_uring). Contents never change, so they may be used at once;
+	 * reclaim() before the break goes below them, as for decommits.
+	 */
+	void (*populate_ahead)(void *addr, size_t len);
 	/* Fault in every page of [addr, addr + len) now (may be a no-op). */
 	int (*populate)(void *addr, size_t len);
 	/* The device's statistics for this process; -ENODEV without one. */

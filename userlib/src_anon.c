@@ -137,6 +137,13 @@ static int anon_reclaim(void *addr, size_t len)
 	return 0;
 }
 
+/* Page faults on anonymous memory are the kernel's business. */
+static void anon_populate_ahead(void *addr, size_t len)
+{
+	(void)addr;
+	(void)len;
+}
+
 static int anon_populate(void *addr, size_t len)
 {
 	int saved_errno = errno;
@@ -175,6 +182,7 @@ const struct upa_src upa_src_anon = {
 	.settle		= anon_settle,
 	.trim_deferred	= anon_trim_deferred,
 	.reclaim	= anon_reclaim,
+	.populate_ahead	= anon_populate_ahead,
 	.populate	= anon_populate,
 	.proc_stats	= anon_proc_stats,
 	.fork_child	= anon_fork_child,

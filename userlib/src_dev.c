@@ -335,6 +335,11 @@ static int dev_reclaim(void *addr, size_t len)
 	return upa_uring_reclaim(addr, len);
 }
 
+static void dev_populate_ahead(void *addr, size_t len)
+{
+	upa_uring_populate_ahead(addr, len);
+}
+
 /* No command may still be queued on a heap when its address goes away. */
 static int dev_heap_release(void *base, size_t len)
 {
@@ -376,6 +381,7 @@ const struct upa_src upa_src_dev = {
 	.settle		= dev_settle,
 	.trim_deferred	= dev_trim_deferred,
 	.reclaim	= dev_reclaim,
+	.populate_ahead	= dev_populate_ahead,
 	.populate	= dev_populate,
 	.proc_stats	= dev_proc_stats,
 	.fork_child	= dev_fork_child,

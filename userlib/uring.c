@@ -715,6 +715,24 @@ size_t upa_uring_populate_ahead_bytes(void)
 	return U.populate_ahead;
 }
 
+#ifdef UPA_HAVE_LIBURING
+/* Wait for the populate commands overlapping [addr, addr + len). */
+static void populate_wait(void *addr, size_t len)
+{
+	unsigned int i;
+
+	ring_reap();
+	for (i = 0; i < UPA_URING_SLOTS; i++) {
+		struct uring_slot *s = &U.slots[i];
+
+		if (s->state != SLOT_FREE && s->op == OP_POPULATE &&
+		    ranges_overlap(s->cmd.addr, s->cmd.len, (uintptr_t)addr,
+				   len))
+			ring_wait_slot(i);
+	}
+}
+#endif
+
 int upa_uring_decommit(void *addr, size_t len)
 {
 	int saved_errno = errno;
@@ -729,7 +747,14 @@ int upa_uring_decommit(void *addr, size_t len)
 	U.st.decommits++;
 #ifdef UPA_HAVE_LIBURING
 	if (U.state == RING_UP) {
-		int idx = slot_get_wait();
+		int idx;
+
+		/*
+		 * A populate-ahead still running over the range would fill
+		 * the pages again after the decommit freed them: wait.
+		 */
+		populate_wait(addr, len);
+		idx = slot_get_wait();
 
 		if (idx >= 0 && slot_queue(idx, OP_DECOMMIT, (uintptr_t)addr,
 					   len, 0)) {
