@@ -24,6 +24,25 @@
  * Output: a table, then one "result" line per measurement.
  *
  *   uring_bench [--frees N] [--heap-mib M] [--batch B] [--ahead BYTES]
+ *
+ * 3. --lib PATH: the whole library (libupalloc.so preloaded) instead of
+ *    uring.c alone, in three modes: "ioctl" (UPALLOC_URING=0), "ring"
+ *    (UPALLOC_URING=1, populate-ahead off) and "ahead" (ring, populate-ahead
+ *    UPALLOC_URING_POPULATE_AHEAD = --ahead, default 128 KiB), interleaved
+ *    (the mode order rotates per repetition), the median of --reps runs.
+ *    Workloads (--lib-workloads, comma-separated): "trimfree" (this
+ *    program: rounds of 64 blocks of 128 KiB, one byte written per page,
+ *    freed newest first, so that every free trims the heap), "bigheap"
+ *    (this program: rounds of --heap-mib MiB in 16 KiB blocks, every page
+ *    written, freed oldest first) and the bench workloads churn,
+ *    calloc_blocks, realloc_grow and fragment (build/bench/, --quick when
+ *    --quick is given). Counted for the whole process tree: system calls
+ *    (an inherited perf counter on raw_syscalls:sys_enter), page faults
+ *    (wait4's ru_minflt: in these programs nearly all are first touches of
+ *    allocated memory), CPU seconds (user + system) and wall seconds.
+ *
+ *   uring_bench --lib build/userlib/libupalloc.so [--quick] [--reps R]
+ *               [--lib-workloads trimfree,bigheap,calloc_blocks,...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,6 +50,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <linux/perf_event.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,8 +98,11 @@ static void die(const char *what)
 	exit(1);
 }
 
-/* A counter of this thread's system calls, or -1 without perf/tracefs. */
-static int syscall_counter_open(void)
+/*
+ * A counter of this thread's system calls (with inherit: of this process's
+ * threads and children too), or -1 without perf/tracefs.
+ */
+static int syscall_counter_open_flags(int inherit)
 {
 	static const char *const ids[] = {
 		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
@@ -108,8 +131,14 @@ static int syscall_counter_open(void)
 	attr.config = id;
 	attr.disabled = 1;
 	attr.sample_period = 0;
+	attr.inherit = inherit ? 1 : 0;
 	return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1,
 			    PERF_FLAG_FD_CLOEXEC);
+}
+
+static int syscall_counter_open(void)
+{
+	return syscall_counter_open_flags(0);
 }
 
 static uint64_t counter_read(int fd)
@@ -404,10 +433,252 @@ static int run_job(const struct job *j, bool ring, size_t frees,
 	return WEXITSTATUS(status);
 }
 
+/* ---- 3. the whole library, preloaded ------------------------------------ */
+
+#define LIB_TRIM_BLOCK	(128UL << 10)
+#define LIB_TRIM_BLOCKS	64
+#define LIB_BIG_BLOCK	(16UL << 10)
+#define LIB_MODES	3
+
+static const char *const lib_mode_names[LIB_MODES] = { "ioctl", "ring",
+							 "ahead" };
+
+/* Run in the preloaded child: every free of a round trims the heap. */
+static int lib_job_trimfree(size_t frees)
+{
+	static char *p[LIB_TRIM_BLOCKS];
+	size_t done = 0, off;
+	int i, r;
+
+	mallopt(M_MMAP_THRESHOLD, 16 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 10);
+	mallopt(M_TOP_PAD, 0);
+	for (r = 1; done < frees; r++) {
+		for (i = 0; i < LIB_TRIM_BLOCKS; i++) {
+			p[i] = malloc(LIB_TRIM_BLOCK);
+			if (!p[i])
+				return 1;
+			for (off = 0; off < LIB_TRIM_BLOCK; off += page)
+				p[i][off] = (char)(r + i);
+		}
+		for (i = LIB_TRIM_BLOCKS - 1; i >= 0; i--) {
+			if (p[i][page] != (char)(r + i))
+				return 1;
+			free(p[i]);
+		}
+		done += LIB_TRIM_BLOCKS;
+	}
+	printf("frees=%zu\n", done);
+	return 0;
+}
+
+/* A large heap built, written and freed, 4 times. */
+static int lib_job_bigheap(size_t heap_bytes)
+{
+	size_t n = heap_bytes / LIB_BIG_BLOCK, i, off;
+	char **p = malloc(n * sizeof(*p));
+	int r;
+
+	if (!p)
+		return 1;
+	for (r = 1; r <= 4; r++) {
+		for (i = 0; i < n; i++) {
+			p[i] = malloc(LIB_BIG_BLOCK - 64);
+			if (!p[i])
+				return 1;
+			for (off = 0; off < LIB_BIG_BLOCK - 64; off += page)
+				p[i][off] = (char)(r + i);
+		}
+		for (i = 0; i < n; i++) {
+			if (p[i][0] != (char)(r + i))
+				return 1;
+			free(p[i]);
+		}
+	}
+	free(p);
+	printf("pages=%zu\n", 4 * heap_bytes / page);
+	return 0;
+}
+
+/* System calls of this process and of its children (counted on exit). */
+static int tree_counter_open(void)
+{
+	int fd = syscall_counter_open_flags(1);
+
+	return fd;
+}
+
+struct lib_result {
+	double wall, cpu;
+	uint64_t syscalls, faults, ops;
+	int status;
+};
+
+/* One run of workload argv under the library in mode; 0 or -1. */
+static int lib_run(char *const argv[], const char *lib, int mode,
+		   struct lib_result *res)
+{
+	int counter = tree_counter_open(), ofd, status;
+	char out[4096];
+	struct rusage ru;
+	const char *s;
+	double t0;
+	ssize_t n;
+	pid_t pid;
+
+	memset(res, 0, sizeof(*res));
+	ofd = memfd_create("lib-out", 0);
+	if (ofd < 0)
+		die("memfd_create");
+	if (counter >= 0) {
+		ioctl(counter, PERF_EVENT_IOC_RESET, 0);
+		ioctl(counter, PERF_EVENT_IOC_ENABLE, 0);
+	}
+	t0 = now();
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (!pid) {
+		char ahead[32];
+
+		dup2(ofd, 1);
+		setenv("LD_PRELOAD", lib, 1);
+		setenv("UPALLOC_BACKEND", "device", 1);
+		setenv("UPALLOC_URING", mode ? "1" : "0", 1);
+		snprintf(ahead, sizeof(ahead), "%s",
+			 mode == 2 ? getenv("UB_AHEAD") : "0");
+		setenv("UPALLOC_URING_POPULATE_AHEAD", ahead, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (wait4(pid, &status, 0, &ru) != pid)
+		die("wait4");
+	res->wall = now() - t0;
+	if (counter >= 0) {
+		ioctl(counter, PERF_EVENT_IOC_DISABLE, 0);
+		res->syscalls = counter_read(counter);
+		close(counter);
+	} else {
+		res->syscalls = UINT64_MAX;
+	}
+	res->cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	res->faults = (uint64_t)ru.ru_minflt;
+	res->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	n = pread(ofd, out, sizeof(out) - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(ofd);
+	s = strstr(out, "frees=");
+	if (s)
+		res->ops = strtoull(s + 6, NULL, 10);
+	return res->status ? -1 : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int lib_bench(const char *self, const char *lib, const char *list,
+		     bool quick, unsigned int reps, size_t frees,
+		     size_t heap_bytes)
+{
+	char names[512], *save = NULL, *w;
+	int failed = 0;
+
+	if (!getenv("UB_AHEAD"))
+		setenv("UB_AHEAD", "131072", 1);
+	snprintf(names, sizeof(names), "%s", list);
+	printf("# libupalloc preloaded (%s); median of %u runs, modes "
+	       "interleaved; ahead = UPALLOC_URING_POPULATE_AHEAD=%s\n", lib,
+	       reps, getenv("UB_AHEAD"));
+	printf("%-14s %-6s %12s %14s %10s %10s %10s\n", "workload", "mode",
+	       "syscalls", "per 1M frees", "faults", "cpu s", "wall s");
+	for (w = strtok_r(names, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		double wall[LIB_MODES][16], cpu[LIB_MODES][16];
+		double fl[LIB_MODES][16], sc[LIB_MODES][16];
+		double med_cpu[LIB_MODES], med_wall[LIB_MODES];
+		char path[4096], arg1[64], arg2[64];
+		char *argv[5] = { NULL };
+		uint64_t ops = 0;
+		unsigned int k, m, nrep = reps > 16 ? 16 : reps;
+		bool bad = false;
+
+		if (!strcmp(w, "trimfree") || !strcmp(w, "bigheap")) {
+			snprintf(arg1, sizeof(arg1), "--lib-job=%s", w);
+			snprintf(arg2, sizeof(arg2), "%zu",
+				 !strcmp(w, "trimfree") ? frees : heap_bytes);
+			argv[0] = (char *)self;
+			argv[1] = arg1;
+			argv[2] = arg2;
+		} else {
+			snprintf(path, sizeof(path), "%.*s/%s",
+				 (int)(strrchr(self, '/') ? strrchr(self, '/') - self : 1),
+				 strrchr(self, '/') ? self : ".", w);
+			argv[0] = path;
+			argv[1] = quick ? "--quick" : NULL;
+		}
+		for (k = 0; k < nrep && !bad; k++) {
+			for (m = 0; m < LIB_MODES; m++) {
+				unsigned int mode = (m + k) % LIB_MODES;
+				struct lib_result r;
+
+				if (lib_run(argv, lib, (int)mode, &r)) {
+					printf("%-14s %-6s FAIL (status %d)\n", w,
+					       lib_mode_names[mode], r.status);
+					bad = true;
+					break;
+				}
+				wall[mode][k] = r.wall;
+				cpu[mode][k] = r.cpu;
+				fl[mode][k] = (double)r.faults;
+				sc[mode][k] = r.syscalls == UINT64_MAX ? -1 :
+					      (double)r.syscalls;
+				ops = r.ops;
+			}
+		}
+		if (bad) {
+			failed = 1;
+			continue;
+		}
+		for (m = 0; m < LIB_MODES; m++) {
+			double syscalls = median(sc[m], nrep);
+			double faults = median(fl[m], nrep);
+
+			med_cpu[m] = median(cpu[m], nrep);
+			med_wall[m] = median(wall[m], nrep);
+			printf("%-14s %-6s %12.0f %14.0f %10.0f %10.3f %10.3f\n",
+			       w, lib_mode_names[m], syscalls,
+			       ops ? syscalls * 1e6 / (double)ops : 0.0, faults,
+			       med_cpu[m], med_wall[m]);
+			printf("libresult workload=%s mode=%s syscalls=%.0f "
+			       "frees=%" PRIu64 " faults=%.0f cpu=%.4f wall=%.4f\n",
+			       w, lib_mode_names[m], syscalls, ops, faults,
+			       med_cpu[m], med_wall[m]);
+		}
+		printf("libratio workload=%s cpu_ring_over_ioctl=%.3f "
+		       "cpu_ahead_over_ioctl=%.3f wall_ring_over_ioctl=%.3f "
+		       "wall_ahead_over_ioctl=%.3f\n", w,
+		       med_cpu[1] / med_cpu[0], med_cpu[2] / med_cpu[0],
+		       med_wall[1] / med_wall[0], med_wall[2] / med_wall[0]);
+	}
+	return failed;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: uring_bench [--frees N] [--heap-mib M] "
-		"[--batch B] [--ahead BYTES]\n");
+		"[--batch B] [--ahead BYTES] [--reps R]\n"
+		"       uring_bench --lib LIBUPALLOC.so [--lib-workloads W,...] "
+		"[--quick] [--frees N] [--heap-mib M] [--ahead BYTES] [--reps R]\n");
 	exit(2);
 }
 
@@ -419,8 +690,16 @@ int main(int argc, char **argv)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "ahead", required_argument, NULL, 'a' },
 		{ "reps", required_argument, NULL, 'r' },
+		{ "lib", required_argument, NULL, 'l' },
+		{ "lib-workloads", required_argument, NULL, 'w' },
+		{ "lib-job", required_argument, NULL, 'j' },
+		{ "quick", no_argument, NULL, 'q' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *lib = NULL, *job = NULL;
+	const char *lib_workloads = "trimfree,bigheap,calloc_blocks,"
+				    "realloc_grow,churn,fragment";
+	bool quick = false;
 	size_t frees = 100000, heap_bytes = 32UL << 20;
 	unsigned int reps = 3;
 	size_t i;
@@ -443,18 +722,53 @@ int main(int argc, char **argv)
 		case 'r':
 			reps = (unsigned int)strtoul(optarg, NULL, 0);
 			break;
+		case 'l':
+			lib = optarg;
+			break;
+		case 'w':
+			lib_workloads = optarg;
+			break;
+		case 'j':
+			job = optarg;
+			break;
+		case 'q':
+			quick = true;
+			break;
 		default:
 			usage();
 		}
 	}
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	if (job) {
+		/* A library job, in a preloaded child: the size is argv. */
+		size_t n = optind < argc ? strtoul(argv[optind], NULL, 0) : 0;
+
+		if (!strcmp(job, "trimfree") && n)
+			return lib_job_trimfree(n);
+		if (!strcmp(job, "bigheap") && n)
+			return lib_job_bigheap(n);
+		usage();
+	}
 	if (!frees || heap_bytes < (1UL << 20) || !reps)
 		usage();
-	page = (size_t)sysconf(_SC_PAGESIZE);
 	dev = open(UPALLOC_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 	if (dev < 0) {
 		printf("uring_bench: SKIP: %s: %s\n", UPALLOC_DEVICE_PATH,
 		       strerror(errno));
 		return 4;
+	}
+	if (lib) {
+		char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		close(dev);
+		if (n <= 0)
+			die("readlink /proc/self/exe");
+		self[n] = '\0';
+		if (getenv("UPALLOC_URING_POPULATE_AHEAD"))
+			setenv("UB_AHEAD", getenv("UPALLOC_URING_POPULATE_AHEAD"), 1);
+		return lib_bench(self, lib, lib_workloads, quick, reps, frees,
+				 heap_bytes);
 	}
 	if (!getenv("UPALLOC_URING_POPULATE_AHEAD")) {
 		char v[32];
