@@ -81,11 +81,17 @@ extern struct upa_lock upa_global_lock;	/* options, arena list, threads */
 /* bins.c: fast bins, unsorted, small and large bins, the binmap */
 
 #define UPA_NFASTBINS		10	/* chunk sizes 32..176 */
-#define UPA_NBINS		128
+/* Large bins per power of two: 1 << UPA_LARGE_SUB_BITS. */
+#ifndef UPA_LARGE_SUB_BITS
+#define UPA_LARGE_SUB_BITS	4
+#endif
+#define UPA_LARGE_SUB		(1U << UPA_LARGE_SUB_BITS)
+/* small bins, then UPA_LARGE_SUB bins for each of 16 powers of two */
+#define UPA_NBINS		(64 + 16 * UPA_LARGE_SUB)
 #define UPA_UNSORTED		1
 #define UPA_NSMALLBINS		64	/* bins 2..63: chunk sizes 32..1008 */
 #define UPA_MIN_LARGE_SIZE	(UPA_NSMALLBINS * UPA_ALIGN)
-#define UPA_BINMAP_WORDS	(UPA_NBINS / 64)
+#define UPA_BINMAP_WORDS	((UPA_NBINS + 63) / 64)
 /* Freed chunks this large trigger fast-bin consolidation (as glibc). */
 #define UPA_CONSOLIDATE_THRESHOLD	(64 * 1024UL)
 
@@ -104,9 +110,12 @@ static inline bool in_smallbin_range(size_t sz)
  * every chunk in bin j > i is larger than every chunk in bin i (the binmap
  * scan for "the next non-empty bin" then finds a chunk that fits).
  *   small: size < 1024, bin = size / 16 (one exact size per bin, 2..63);
- *   large: size >= 1024, four bins per power of two: for 2^k <= size <
- *          2^(k+1), bin = 64 + 4 (k - 10) + the next two bits of size,
- *          up to bin 127 which also holds everything >= 2^26 (64 MiB).
+ *   large: size >= 1024, UPA_LARGE_SUB (16) bins per power of two: for
+ *          2^k <= size < 2^(k+1), bin = 64 + 16 (k - 10) + the next four
+ *          bits of size, up to the last bin, which also holds everything
+ *          >= 2^26 (64 MiB). Narrow bins keep the sorted walks short
+ *          (bin_place, best fit): a 16 KiB..32 KiB bin spans 1 KiB, 64
+ *          sizes, where four bins per power of two left 256.
  */
 static inline unsigned int bin_index(size_t sz)
 {
@@ -115,7 +124,9 @@ static inline unsigned int bin_index(size_t sz)
 	if (in_smallbin_range(sz))
 		return (unsigned int)(sz >> 4);
 	k = 63 - (unsigned int)__builtin_clzl(sz);
-	idx = 64 + 4 * (k - 10) + (unsigned int)((sz >> (k - 2)) & 3);
+	idx = 64 + UPA_LARGE_SUB * (k - 10) +
+	      (unsigned int)((sz >> (k - UPA_LARGE_SUB_BITS)) &
+			     (UPA_LARGE_SUB - 1));
 	return idx < UPA_NBINS ? idx : UPA_NBINS - 1;
 }
 

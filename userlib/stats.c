@@ -677,9 +677,10 @@ static size_t bin_low(unsigned int i)
 
 	if (i < UPA_NSMALLBINS)
 		return (size_t)i * 16;
-	k = 10 + (i - 64) / 4;
-	sub = (i - 64) % 4;
-	return ((size_t)1 << k) + (size_t)sub * ((size_t)1 << (k - 2));
+	k = 10 + (i - 64) / UPA_LARGE_SUB;
+	sub = (i - 64) % UPA_LARGE_SUB;
+	return ((size_t)1 << k) +
+	       (size_t)sub * ((size_t)1 << (k - UPA_LARGE_SUB_BITS));
 }
 
 static void info_arena(struct upa_arena *a, struct info_ctx *ctx)
