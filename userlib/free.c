@@ -237,7 +237,7 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
 			size_t idx = tcache_index(chunk_size(c));
 
 			if (idx < UPA_TCACHE_BINS && tc->room[idx])
-				tcache_push(tc, idx, e);
+				tcache_push_counted(tc, idx, e);
 			else
 				int_free(a, c, released);
 		} else {
@@ -259,8 +259,19 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
 
 static void remote_freer_adapt(struct upa_tcache *tc)
 {
-	size_t allocs = tc->counter[UPA_TC_HITS] +
-			tc->counter[UPA_TC_SLOW_MALLOCS];
+	/*
+	 * Cache hits are not counted: what went in, did not go out otherwise
+	 * and is not cached now (as upa_threads_sum derives them). Exact: an
+	 * estimate counting the cached chunks as hits switched only after
+	 * the caches had filled, and the peak RSS with them.
+	 */
+	size_t in = tc->counter[UPA_TC_FREES] + tc->counter[UPA_TC_PUSHED];
+	size_t out = tc->counter[UPA_TC_POPPED], allocs;
+	unsigned int i;
+
+	for (i = 0; i < UPA_TCACHE_BINS; i++)
+		out += tcache_count(tc, i);
+	allocs = (in > out ? in - out : 0) + tc->counter[UPA_TC_SLOW_MALLOCS];
 	size_t frees = tc->counter[UPA_TC_FREES] +
 		       tc->counter[UPA_TC_SLOW_FREES];
 	unsigned int full = upa_mp.tcache_count, want = full;
@@ -306,7 +317,7 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 
 		while (k-- && tc->head[idx] &&
 		       upa_arena_of(mem_chunk(tc->head[idx])) == a) {
-			e = tcache_pop(tc, idx);
+			e = tcache_pop_counted(tc, idx);
 			e->key = key;
 			last->next = ((uintptr_t)&last->next >> 12) ^
 				     (uintptr_t)e;
