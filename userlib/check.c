@@ -249,10 +249,13 @@ static int check_tcache(struct check *ck)
 	struct upa_tcache *tc = &upa_tc;
 	unsigned int i;
 
-	for (i = 0; i < UPA_TCACHE_BINS; i++) {
-		struct upa_tcache_entry *e = tc->head[i];
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
+		struct upa_tcache_entry *e;
 		unsigned int n = 0;
 
+		if (i >= UPA_TCACHE_BINS && !tc->large)
+			break;
+		e = *tcache_headp(tc, i);
 		while (e) {
 			struct upa_chunk *c = mem_chunk(e);
 
@@ -265,7 +268,7 @@ static int check_tcache(struct check *ck)
 					   (void *)e);
 			e = tcache_reveal(&e->next, e->next);
 		}
-		if (tc->room[i] > tcache_bin_limit(tc, i) ||
+		if (tcache_room(tc, i) > tcache_bin_limit(tc, i) ||
 		    n != tcache_count(tc, i))
 			CHECK_FAIL(ck, "tcache bin %u: count %u but %u entries",
 				   i, tcache_count(tc, i), n);

@@ -166,7 +166,7 @@ static void free_batch(struct upa_tcache *tc, unsigned int idx,
 {
 	struct upa_arena *a = upa_arena_of(c);
 	struct upa_heap *released = NULL;
-	unsigned int n = tc->limit / 2;
+	unsigned int n = tcache_bin_limit(tc, idx) / 2;
 
 	if (unlikely(a->quarantined))
 		return;
@@ -175,8 +175,8 @@ static void free_batch(struct upa_tcache *tc, unsigned int idx,
 		upa_tcache_double_free_scan(tc, idx, chunk_mem(c));
 	upa_lock(&a->lock);
 	int_free(a, c, &released);
-	while (n-- && tc->head[idx] &&
-	       upa_arena_of(mem_chunk(tc->head[idx])) == a)
+	while (n-- && *tcache_headp(tc, idx) &&
+	       upa_arena_of(mem_chunk(*tcache_headp(tc, idx))) == a)
 		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
 	upa_unlock(&a->lock);
 	if (released)
@@ -269,8 +269,11 @@ static void remote_freer_adapt(struct upa_tcache *tc)
 	size_t out = tc->counter[UPA_TC_POPPED], allocs;
 	unsigned int i;
 
-	for (i = 0; i < UPA_TCACHE_BINS; i++)
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
+		if (i >= UPA_TCACHE_BINS && !tc->large)
+			break;
 		out += tcache_count(tc, i);
+	}
 	allocs = (in > out ? in - out : 0) + tc->counter[UPA_TC_SLOW_MALLOCS];
 	size_t frees = tc->counter[UPA_TC_FREES] +
 		       tc->counter[UPA_TC_SLOW_FREES];
@@ -367,8 +370,8 @@ void upa_free_slow(void *mem)
 	size = chunk_size(c);
 	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
 		  "free(): invalid pointer");
-	tc->counter[UPA_TC_SLOW_FREES]++;
 	if (chunk_is_mmapped(c)) {
+		tc->counter[UPA_TC_SLOW_FREES]++;
 		free_mmapped(c);
 		errno = saved_errno;
 		return;
@@ -389,15 +392,22 @@ void upa_free_slow(void *mem)
 			return;
 		}
 	}
+	/* 1056..4112 bytes: the large cache bins, as the fast path would. */
+	if (size > UPA_TCACHE_MAX_CHUNK && upa_tcache_large_free(tc, c, size)) {
+		errno = saved_errno;
+		return;
+	}
+	/* Past the cache (a free it took counts in FREES instead). */
+	tc->counter[UPA_TC_SLOW_FREES]++;
 	{
 		struct upa_arena *a = upa_arena_of(c);
-		unsigned int idx = tcache_index(size);
+		size_t idx = tcache_index(size);
 
 		if (a != tc->arena && tc->state == UPA_THREAD_LIVE &&
 		    !a->quarantined)
 			remote_free(tc, a, c, idx);
-		else if (idx < UPA_TCACHE_BINS && idx < tc->nbins &&
-			 tc->limit >= 2 && !tc->room[idx])
+		else if (idx < UPA_TCACHE_ALL_BINS &&
+			 tcache_bin_limit(tc, idx) >= 2 && !tcache_room(tc, idx))
 			free_batch(tc, idx, c);
 		else
 			upa_free_chunk_any(c);

@@ -29,7 +29,7 @@
 #define UPA_DEFAULT_MMAP_MAX		65536
 #define UPA_DEFAULT_HEAP_RESERVE	(64 * 1024 * 1024UL)
 #define UPA_DEFAULT_TCACHE_COUNT	32
-#define UPA_DEFAULT_TCACHE_MAX		1032
+#define UPA_DEFAULT_TCACHE_MAX		4104
 #define UPA_DEFAULT_ARENA_TEST		8
 
 /*
@@ -322,6 +322,9 @@ void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
 void upa_tcache_free_keyed(struct upa_tcache *tc, unsigned int idx, void *mem);
 void upa_tcache_fill(struct upa_tcache *tc, struct upa_arena *a,
 		     unsigned int idx);
+bool upa_tcache_large_free(struct upa_tcache *tc, struct upa_chunk *c,
+			   size_t size);
+void *upa_tcache_large_malloc(struct upa_tcache *tc, size_t nb);
 void upa_threads_sum(size_t *counters, size_t *tcache_bytes);
 void upa_threads_after_fork_child(void);
 

@@ -142,7 +142,7 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 {
 	struct upa_chunk *head = &a->bins[UPA_UNSORTED];
 	struct upa_tcache *tc = &upa_tc;
-	unsigned int tidx = tcache_index(nb);
+	size_t tidx = tcache_index(nb);
 	bool stashed = false;
 	struct upa_chunk *c;
 	unsigned int iters = 0;
@@ -176,7 +176,7 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 		if (size == nb) {
 			chunk_set_inuse(c);
 			a->st.unsorted_hits++;
-			if (tidx < UPA_TCACHE_BINS && tc->room[tidx]) {
+			if (tcache_room(tc, tidx)) {
 				tcache_push_counted(tc, tidx, chunk_mem(c));
 				stashed = true;
 			} else {
@@ -317,6 +317,11 @@ void *upa_malloc_slow(size_t n)
 	void *mem;
 
 	upa_ensure_init();
+	if (n > UPA_TCACHE_MAX_REQUEST && n <= UPA_TCACHE_ALL_MAX_REQUEST) {
+		mem = upa_tcache_large_malloc(&upa_tc, upa_request_size(n));
+		if (mem)
+			return mem;
+	}
 	upa_tc.counter[UPA_TC_SLOW_MALLOCS]++;
 	if (unlikely(!upa_request_ok(n))) {
 		errno = ENOMEM;

@@ -31,7 +31,7 @@ struct upa_params upa_mp = {
 	.arena_test	= UPA_DEFAULT_ARENA_TEST,
 	.heap_reserve	= UPA_DEFAULT_HEAP_RESERVE,
 	.tcache_count	= UPA_DEFAULT_TCACHE_COUNT,
-	.tcache_bins	= UPA_TCACHE_BINS,
+	.tcache_bins	= UPA_TCACHE_ALL_BINS,
 	.backend	= "auto",
 };
 
@@ -112,7 +112,7 @@ int upa_option_set(int param, int value)
 			upa_tcache_set_limits(tc, upa_mp.tcache_count, tc->nbins);
 		return 1;
 	case UPA_M_TCACHE_MAX:
-		if (value < 0 || value > UPA_TCACHE_MAX_REQUEST)
+		if (value < 0 || value > UPA_TCACHE_ALL_MAX_REQUEST)
 			return 0;
 		upa_mp.tcache_bins = tcache_index(upa_request_size(v)) + 1;
 		if (tc->state == UPA_THREAD_LIVE)

@@ -11,6 +11,7 @@
  * with the cache already set up, which is fine.
  */
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 #include "tcache.h"
@@ -55,20 +56,22 @@ void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
 {
 	unsigned int i;
 
-	if (nbins > UPA_TCACHE_BINS)
-		nbins = UPA_TCACHE_BINS;
+	if (nbins > UPA_TCACHE_ALL_BINS)
+		nbins = UPA_TCACHE_ALL_BINS;
 	if (tc->state != UPA_THREAD_LIVE)
 		limit = nbins = 0;
-	for (i = 0; i < UPA_TCACHE_BINS; i++) {
-		unsigned int count = tcache_count(tc, i);
-		unsigned int new_limit = i < nbins ? limit : 0;
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
+		unsigned int count, new_limit = tcache_limit_of(limit, nbins, i);
 
+		if (i >= UPA_TCACHE_BINS && !tc->large)
+			break;
+		count = tcache_count(tc, i);
 		for (; count > new_limit; count--) {
 			struct upa_tcache_entry *e = tcache_pop_counted(tc, i);
 
 			upa_free_chunk_any(mem_chunk(e));
 		}
-		tc->room[i] = (uint16_t)(new_limit - count);
+		*tcache_roomp(tc, i) = (uint16_t)(new_limit - count);
 	}
 	tc->limit = limit;
 	tc->nbins = nbins;
@@ -79,16 +82,21 @@ static void tcache_flush(struct upa_tcache *tc)
 {
 	unsigned int i;
 
-	for (i = 0; i < UPA_TCACHE_BINS; i++) {
-		while (tc->head[i]) {
-			struct upa_tcache_entry *e = tc->head[i];
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
+		struct upa_tcache_entry **head;
 
-			tc->head[i] = tcache_reveal(&e->next, e->next);
+		if (i >= UPA_TCACHE_BINS && !tc->large)
+			break;
+		head = tcache_headp(tc, i);
+		while (*head) {
+			struct upa_tcache_entry *e = *head;
+
+			*head = tcache_reveal(&e->next, e->next);
 			e->key = 0;
 			tc->counter[UPA_TC_POPPED]++;
 			upa_free_chunk_any(mem_chunk(e));
 		}
-		tc->room[i] = 0;
+		*tcache_roomp(tc, i) = 0;
 	}
 	tc->limit = 0;
 	tc->nbins = 0;
@@ -97,6 +105,7 @@ static void tcache_flush(struct upa_tcache *tc)
 static void tcache_thread_exit(void *arg)
 {
 	struct upa_tcache *tc = arg;
+	struct upa_tcache_large *large;
 	unsigned int i;
 
 	if (tc != &upa_tc || tc->state != UPA_THREAD_LIVE)
@@ -114,7 +123,12 @@ static void tcache_thread_exit(void *arg)
 	if (tc->next)
 		tc->next->prev = tc->prev;
 	tc->next = tc->prev = NULL;
+	/* Off the list: no upa_threads_sum() reads it any more. */
+	large = tc->large;
+	tc->large = NULL;
 	upa_unlock(&upa_global_lock);
+	if (large)
+		munmap(large, sizeof(*large));
 }
 
 /*
@@ -124,7 +138,7 @@ static void tcache_thread_exit(void *arg)
 void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
 				 void *mem)
 {
-	struct upa_tcache_entry *e = tc->head[idx];
+	struct upa_tcache_entry *e = *tcache_headp(tc, idx);
 	unsigned int n = 0;
 
 	while (e && n++ <= tcache_count(tc, idx)) {
@@ -141,6 +155,67 @@ void upa_tcache_free_keyed(struct upa_tcache *tc, unsigned int idx, void *mem)
 	upa_tcache_double_free_scan(tc, idx, mem);
 	tcache_push(tc, idx, mem);
 	tc->counter[UPA_TC_FREES]++;
+}
+
+/*
+ * The large bins, mapped on the thread's first free of such a size (a
+ * thread that never uses them costs nothing). Published with a release
+ * store: upa_threads_sum() of another thread may read the rooms.
+ */
+static struct upa_tcache_large *tcache_large_create(struct upa_tcache *tc)
+{
+	struct upa_tcache_large *large;
+	unsigned int i;
+
+	if (tc->state != UPA_THREAD_LIVE)
+		return NULL;
+	large = mmap(NULL, sizeof(*large), PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (large == MAP_FAILED)
+		return NULL;
+	for (i = 0; i < UPA_TCACHE_LARGE_BINS; i++)
+		large->room[i] = (uint16_t)tcache_limit_of(tc->limit, tc->nbins,
+							   UPA_TCACHE_BINS + i);
+	__atomic_store_n(&tc->large, large, __ATOMIC_RELEASE);
+	return large;
+}
+
+/*
+ * free() of a chunk of 1056..4112 bytes (checked like every free): into
+ * its large bin when that has room and the chunk is of the thread's own
+ * arena (a thread that frees what others allocated would otherwise sit
+ * on up to 8 KiB per size of their memory; those take the remote path).
+ * Returns false when the arena must take it.
+ */
+bool upa_tcache_large_free(struct upa_tcache *tc, struct upa_chunk *c,
+			   size_t size)
+{
+	size_t idx = tcache_index(size);
+	struct upa_tcache_entry *e = chunk_mem(c);
+
+	if (idx < UPA_TCACHE_BINS || idx >= UPA_TCACHE_ALL_BINS ||
+	    idx >= tc->nbins || upa_arena_of(c) != tc->arena)
+		return false;
+	if (!tc->large && !tcache_large_create(tc))
+		return false;
+	if (!*tcache_roomp(tc, idx))
+		return false;
+	if (e->key == upa_tcache_key)
+		upa_tcache_double_free_scan(tc, idx, e);
+	tcache_push_any(tc, idx, e);
+	tc->counter[UPA_TC_FREES]++;
+	return true;
+}
+
+/* malloc() of 1033..4104 bytes: a cached chunk, or NULL. */
+void *upa_tcache_large_malloc(struct upa_tcache *tc, size_t nb)
+{
+	size_t idx = tcache_index(nb);
+
+	if (!tc->large || idx >= UPA_TCACHE_ALL_BINS ||
+	    !*tcache_headp(tc, idx))
+		return NULL;
+	return tcache_pop_any(tc, idx);	/* a hit: derived */
 }
 
 /*
@@ -187,13 +262,24 @@ void upa_threads_sum(size_t *counters, size_t *tcache_bytes)
 	for (i = 0; i < UPA_TC_COUNTERS; i++)
 		counters[i] = retired_counter[i];
 	for (tc = thread_list; tc; tc = tc->next) {
+		struct upa_tcache_large *large =
+			__atomic_load_n(&tc->large, __ATOMIC_ACQUIRE);
+
 		for (i = 0; i < UPA_TC_COUNTERS; i++)
 			counters[i] += __atomic_load_n(&tc->counter[i],
 						       __ATOMIC_RELAXED);
-		for (i = 0; i < UPA_TCACHE_BINS; i++) {
-			size_t n = (size_t)(tcache_bin_limit(tc, i) -
-					    __atomic_load_n(&tc->room[i],
-							    __ATOMIC_RELAXED));
+		for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
+			uint16_t *room;
+			size_t n;
+
+			if (i < UPA_TCACHE_BINS)
+				room = &tc->room[i];
+			else if (large)
+				room = &large->room[i - UPA_TCACHE_BINS];
+			else
+				break;
+			n = (size_t)(tcache_limit_of(tc->limit, tc->nbins, i) -
+				     __atomic_load_n(room, __ATOMIC_RELAXED));
 
 			cached += n;
 			bytes += n * (i + 2) * 16;

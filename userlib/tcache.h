@@ -24,9 +24,21 @@
 
 #include "internal.h"
 
-#define UPA_TCACHE_BINS		64
+#define UPA_TCACHE_BINS		64	/* in TLS: the inline fast paths */
 #define UPA_TCACHE_MAX_REQUEST	1032	/* (64 + 1) * 16 - 8 */
 #define UPA_TCACHE_MAX_CHUNK	1040	/* (64 + 1) * 16 */
+/*
+ * The large bins, chunk sizes 1056..4112 (requests up to 4104), live in
+ * struct upa_tcache_large, mapped on the thread's first use of such a
+ * size: in TLS they would take 2 KiB, past what glibc can give a library
+ * that is dlopen()ed (its static TLS surplus is about 1.6 KiB). They are
+ * served by the slow paths before the arena lock, and hold at most
+ * UPA_TCACHE_LARGE_BYTES per bin (at least 2 chunks).
+ */
+#define UPA_TCACHE_LARGE_BINS	192
+#define UPA_TCACHE_ALL_BINS	(UPA_TCACHE_BINS + UPA_TCACHE_LARGE_BINS)
+#define UPA_TCACHE_ALL_MAX_REQUEST	4104	/* (256 + 1) * 16 - 8 */
+#define UPA_TCACHE_LARGE_BYTES	8192
 
 enum upa_thread_state {
 	UPA_THREAD_NEW = 0,	/* limit == 0: every free takes the slow path */
@@ -56,6 +68,11 @@ enum upa_thread_counter {
 	UPA_TC_COUNTERS,
 };
 
+struct upa_tcache_large {
+	struct upa_tcache_entry *head[UPA_TCACHE_LARGE_BINS];
+	uint16_t room[UPA_TCACHE_LARGE_BINS];
+};
+
 struct upa_tcache {
 	struct upa_tcache_entry *head[UPA_TCACHE_BINS];
 	/*
@@ -74,6 +91,7 @@ struct upa_tcache {
 	uint8_t misses[UPA_TCACHE_BINS];	/* slow mallocs per bin, to 4 */
 	unsigned int limit;		/* chunks per bin; 0 until set up */
 	unsigned int nbins;		/* bins in use; 0 until set up */
+	struct upa_tcache_large *large;	/* NULL: no large bins yet */
 	size_t counter[UPA_TC_COUNTERS];
 	struct upa_arena *arena;	/* NULL until the first slow path */
 	enum upa_thread_state state;
@@ -83,22 +101,71 @@ struct upa_tcache {
 extern __thread struct upa_tcache upa_tc
 	__attribute__((tls_model("initial-exec"), visibility("hidden")));
 
-static inline unsigned int tcache_index(size_t chunk_size)
+/* Bin of a chunk size; >= UPA_TCACHE_ALL_BINS for sizes past the cache. */
+static inline size_t tcache_index(size_t chunk_size)
 {
-	return (unsigned int)(chunk_size >> 4) - 2;
+	return (chunk_size >> 4) - 2;
+}
+
+/*
+ * The chunks bin idx (0..UPA_TCACHE_ALL_BINS-1) may hold under the given
+ * limit and number of bins in use: limit up to 1 KiB, fewer above (at
+ * most UPA_TCACHE_LARGE_BYTES, at least 2), 0 from nbins on.
+ */
+static inline unsigned int tcache_limit_of(unsigned int limit,
+					   unsigned int nbins,
+					   unsigned int idx)
+{
+	unsigned int cap;
+
+	if (idx >= nbins)
+		return 0;
+	if (idx < UPA_TCACHE_BINS)
+		return limit;
+	cap = UPA_TCACHE_LARGE_BYTES / ((idx + 2) * 16);
+	if (cap < 2)
+		cap = 2;
+	return limit < cap ? limit : cap;
 }
 
 static inline unsigned int tcache_bin_limit(const struct upa_tcache *tc,
 					    unsigned int idx)
 {
-	return idx < tc->nbins ? tc->limit : 0;
+	if (idx >= UPA_TCACHE_BINS && !tc->large)
+		return 0;
+	return tcache_limit_of(tc->limit, tc->nbins, idx);
+}
+
+/* Bin idx's list head and free slots, for any bin (large: tc->large set). */
+static inline struct upa_tcache_entry **tcache_headp(struct upa_tcache *tc,
+						     size_t idx)
+{
+	return idx < UPA_TCACHE_BINS ? &tc->head[idx] :
+	       &tc->large->head[idx - UPA_TCACHE_BINS];
+}
+
+static inline uint16_t *tcache_roomp(struct upa_tcache *tc, size_t idx)
+{
+	return idx < UPA_TCACHE_BINS ? &tc->room[idx] :
+	       &tc->large->room[idx - UPA_TCACHE_BINS];
+}
+
+/* Free slots of any bin; 0 for a large bin before tc->large exists. */
+static inline unsigned int tcache_room(const struct upa_tcache *tc,
+				       size_t idx)
+{
+	if (idx < UPA_TCACHE_BINS)
+		return tc->room[idx];
+	if (idx >= UPA_TCACHE_ALL_BINS || !tc->large)
+		return 0;
+	return tc->large->room[idx - UPA_TCACHE_BINS];
 }
 
 /* Chunks cached in bin idx. */
 static inline unsigned int tcache_count(const struct upa_tcache *tc,
 					unsigned int idx)
 {
-	return tcache_bin_limit(tc, idx) - tc->room[idx];
+	return tcache_bin_limit(tc, idx) - tcache_room(tc, idx);
 }
 
 /*
@@ -142,11 +209,36 @@ static inline struct upa_tcache_entry *tcache_pop(struct upa_tcache *tc,
 	return e;
 }
 
+/* Push and pop on any bin (the caller knows it has room / an entry). */
+static inline void tcache_push_any(struct upa_tcache *tc, size_t idx,
+				   struct upa_tcache_entry *e)
+{
+	struct upa_tcache_entry **head = tcache_headp(tc, idx);
+
+	e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)*head;
+	e->key = upa_tcache_key;
+	*head = e;
+	(*tcache_roomp(tc, idx))--;
+}
+
+static inline struct upa_tcache_entry *tcache_pop_any(struct upa_tcache *tc,
+						      size_t idx)
+{
+	struct upa_tcache_entry **head = tcache_headp(tc, idx);
+	struct upa_tcache_entry *e = *head;
+
+	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
+	*head = tcache_reveal(&e->next, e->next);
+	(*tcache_roomp(tc, idx))++;
+	e->key = 0;
+	return e;
+}
+
 /* The slow paths' push and pop: they keep the counts hits derive from. */
 static inline void tcache_push_counted(struct upa_tcache *tc, size_t idx,
 				       struct upa_tcache_entry *e)
 {
-	tcache_push(tc, idx, e);
+	tcache_push_any(tc, idx, e);
 	tc->counter[UPA_TC_PUSHED]++;
 }
 
@@ -154,7 +246,7 @@ static inline struct upa_tcache_entry *
 tcache_pop_counted(struct upa_tcache *tc, size_t idx)
 {
 	tc->counter[UPA_TC_POPPED]++;
-	return tcache_pop(tc, idx);
+	return tcache_pop_any(tc, idx);
 }
 
 static inline void *upa_malloc_inline(size_t n)

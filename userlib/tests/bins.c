@@ -55,6 +55,49 @@ TEST_F(bins, tiny_requests_share_the_smallest_cache_bin)
 	free(q);
 }
 
+/*
+ * Blocks of 1 KiB..4 KiB are cached too, in the large cache bins: a few
+ * per size (8 KiB per bin, at least 2), LIFO; 4105 bytes is past them.
+ */
+TEST_F(bins, large_cache_bins_take_blocks_up_to_4_kib)
+{
+	struct upa_lib_stats before, after;
+	void *p[5], *guard, *q;
+	int i;
+
+	for (i = 0; i < 5; i++)
+		p[i] = malloc(2000);	/* chunk 2016: 4 per bin */
+	guard = malloc(100);
+	for (i = 0; i < 4; i++)
+		free(p[i]);
+	STATS(before);
+	for (i = 3; i >= 0; i--)
+		EXPECT_EQ(p[i], malloc(2000));
+	STATS(after);
+	EXPECT_EQ(before.tcache_hits + 4, after.tcache_hits);
+	EXPECT_EQ(before.malloc_calls + 4, after.malloc_calls);
+	EXPECT_EQ(before.free_calls, after.free_calls);
+
+	q = malloc(4104);
+	free(q);
+	STATS(before);
+	EXPECT_EQ(q, malloc(4104));
+	STATS(after);
+	EXPECT_EQ(before.tcache_hits + 1, after.tcache_hits);
+	free(q);
+
+	q = malloc(4105);
+	free(q);
+	STATS(before);
+	q = malloc(4105);
+	STATS(after);
+	EXPECT_EQ(before.tcache_hits, after.tcache_hits);
+	free(q);
+	for (i = 0; i < 5; i++)
+		free(p[i]);
+	free(guard);
+}
+
 TEST_F(bins, tcache_is_lifo_per_size)
 {
 	void *a = malloc(88), *b = malloc(88), *c = malloc(200);

@@ -463,11 +463,11 @@ TEST_F(info, malloc_info_chunk_list_covers_heap_exactly)
 	for (i = 0; i < 4; i++)
 		small[i] = malloc(40);
 	for (i = 0; i < 2; i++) {
-		big[i] = malloc(2000);
+		big[i] = malloc(5000);	/* above the thread cache */
 		guard[i] = malloc(300);
 	}
 	free(big[0]);
-	later = malloc(3000);		/* sorts big[0] out of unsorted */
+	later = malloc(7000);		/* sorts big[0] out of unsorted */
 	free(big[1]);
 	free(small[0]);
 	free(small[1]);

@@ -149,7 +149,7 @@ static void *alloc_in_thread(void *arg)
 {
 	void **p = arg;
 
-	p[0] = malloc(2000);
+	p[0] = malloc(5000);	/* above the thread cache */
 	p[1] = malloc(100);	/* guard: p[0] does not border the top */
 	return NULL;
 }

@@ -187,13 +187,13 @@ static void *alloc_twice(void *argp)
 	int i;
 
 	for (i = 0; i < 200; i++)
-		arg->first[i] = malloc(2000);
+		arg->first[i] = malloc(5000);
 	if (write(arg->to_main[1], "a", 1) != 1)
 		return (void *)1;
 	if (read(arg->to_thread[0], &c, 1) != 1)	/* main freed them */
 		return (void *)1;
 	for (i = 0; i < 200; i++)
-		arg->second[i] = malloc(2000);
+		arg->second[i] = malloc(5000);
 	return NULL;
 }
 
@@ -219,7 +219,7 @@ TEST_F(threads, chunks_freed_by_other_thread_return_to_their_arena)
 
 		lo = a < lo ? a : lo;
 		hi = a > hi ? a : hi;
-		/* 2000 bytes is above the thread cache: back to the arena */
+		/* 5000 bytes is above the thread cache: back to the arena */
 		free(arg.first[i]);
 	}
 	ASSERT_EQ(0, upa_heap_check());
