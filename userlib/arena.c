@@ -58,6 +58,10 @@ void upa_arena_init(struct upa_arena *a, unsigned int index)
 	a->heap = NULL;
 	a->system_mem = 0;
 	a->max_system_mem = 0;
+	a->grows_at_trim = 0;
+	a->trim_backoff = 0;
+	a->trim_skip = 0;
+	a->trim_judged = true;
 	a->next = NULL;
 	memset(&a->st, 0, sizeof(a->st));
 	upa_bins_init(a);

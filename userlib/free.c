@@ -78,6 +78,39 @@ static size_t auto_trim_pad(void)
 }
 
 /*
+ * Back-off for automatic trims that keep being undone. When the heap grew
+ * again between a trim and the next occasion to trim (the program's
+ * memory use swings by more than the trim threshold: calloc_blocks' large
+ * blocks), the trim only cost a system call, a TLB shootdown and the pages
+ * faulted in and zeroed again: the next 1, 2, 4 or 8 occasions are let
+ * pass. A trim that was not undone halves the back-off. Only the dynamic
+ * policy backs off (an explicit M_TRIM_THRESHOLD/M_TOP_PAD keeps glibc's
+ * rule), and malloc_trim() always trims.
+ */
+#define UPA_TRIM_BACKOFF_MAX	8
+
+static bool auto_trim_due(struct upa_arena *a)
+{
+	if (upa_mp.no_dyn_threshold)
+		return true;
+	if (!a->trim_judged) {
+		a->trim_judged = true;
+		if (a->st.heap_grows != a->grows_at_trim)
+			a->trim_backoff = a->trim_backoff ?
+				(a->trim_backoff * 2 > UPA_TRIM_BACKOFF_MAX ?
+				 UPA_TRIM_BACKOFF_MAX : a->trim_backoff * 2) : 1;
+		else
+			a->trim_backoff /= 2;
+		a->trim_skip = a->trim_backoff;
+	}
+	if (a->trim_skip) {
+		a->trim_skip--;
+		return false;
+	}
+	return true;
+}
+
+/*
  * Free heap chunk c into arena a, locked. With released != NULL a large
  * free may also trim the heap; dropped heaps go on *released.
  */
@@ -122,9 +155,13 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 		size_t top = upa_top_size(a), keep = upa_mp.top_pad +
 						      UPA_MIN_CHUNK;
 
-		if ((top > keep && top - keep >= upa_mp.trim_threshold) ||
-		    (a->heap->prev && a->top == upa_heap_first_chunk(a->heap)))
+		if ((top > keep && top - keep >= upa_mp.trim_threshold &&
+		     auto_trim_due(a)) ||
+		    (a->heap->prev && a->top == upa_heap_first_chunk(a->heap))) {
 			upa_region_trim(a, auto_trim_pad(), released, true);
+			a->grows_at_trim = a->st.heap_grows;
+			a->trim_judged = false;
+		}
 	}
 }
 

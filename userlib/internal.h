@@ -259,6 +259,11 @@ struct upa_arena {
 	struct upa_heap *heap;		/* newest heap: holds top */
 	size_t system_mem;		/* sum of heap breaks */
 	size_t max_system_mem;
+	/* Automatic trim back-off (free.c auto_trim_due), under the lock. */
+	size_t grows_at_trim;		/* st.heap_grows after the last trim */
+	unsigned int trim_backoff;	/* occasions to let pass, 0..64 */
+	unsigned int trim_skip;		/* of which still to pass */
+	bool trim_judged;		/* last trim's effect seen already */
 	struct upa_arena *next;		/* list of all arenas */
 	uint64_t binmap[UPA_BINMAP_WORDS];
 	struct upa_chunk *fastbins[UPA_NFASTBINS];

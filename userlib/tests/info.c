@@ -198,6 +198,33 @@ TEST_F(info, free_trims_top_above_trim_threshold)
 	EXPECT_GE(256 << 10, after.bytes_top);
 }
 
+TEST_F(info, automatic_trims_back_off_when_the_heap_grows_again)
+{
+	struct upa_lib_stats before, after;
+	void *q[3];
+	int round, i, trims;
+
+	/* the dynamic thresholds rise to ~1 MiB (trim threshold ~2 MiB) */
+	free(malloc(1 << 20));
+	STATS(before);
+	for (round = 0; round < 40; round++) {
+		for (i = 0; i < 3; i++) {
+			q[i] = malloc(900 << 10);
+			ASSERT_FALSE(chunk_is_mmapped(q[i]));
+			memset(q[i], 1, 900 << 10);
+		}
+		for (i = 2; i >= 0; i--)
+			free(q[i]);
+	}
+	STATS(after);
+	trims = (int)(after.heap_trims - before.heap_trims);
+	/* every round frees enough to trim and grows it back: most pass */
+	EXPECT_LT(0, trims);
+	EXPECT_GT(12, trims) TH_LOG("%d trims in 40 rounds", trims);
+	/* a trim keeps one such block in the top */
+	EXPECT_LE(900 << 10, after.bytes_top);
+}
+
 TEST_F(info, free_does_not_trim_below_trim_threshold)
 {
 	struct upa_lib_stats before, after;
