@@ -511,15 +511,28 @@ static int tree_counter_open(void)
 struct lib_result {
 	double wall, cpu;
 	uint64_t syscalls, faults, ops;
+	uint64_t populated;	/* pages populated ahead (module, at exit) */
+	uint64_t mod_faults;	/* faults the module served (at exit) */
 	int status;
 };
+
+/* The number after "name =" in the library's UPALLOC_STATS=1 output. */
+static uint64_t stats_value(const char *text, const char *name)
+{
+	const char *s = strstr(text, name);
+
+	if (!s)
+		return 0;
+	s = strchr(s, '=');
+	return s ? strtoull(s + 1, NULL, 10) : 0;
+}
 
 /* One run of workload argv under the library in mode; 0 or -1. */
 static int lib_run(char *const argv[], const char *lib, int mode,
 		   struct lib_result *res)
 {
-	int counter = tree_counter_open(), ofd, status;
-	char out[4096];
+	int counter = tree_counter_open(), ofd, efd, status;
+	static char out[65536];
 	struct rusage ru;
 	const char *s;
 	double t0;
@@ -528,7 +541,8 @@ static int lib_run(char *const argv[], const char *lib, int mode,
 
 	memset(res, 0, sizeof(*res));
 	ofd = memfd_create("lib-out", 0);
-	if (ofd < 0)
+	efd = memfd_create("lib-err", 0);
+	if (ofd < 0 || efd < 0)
 		die("memfd_create");
 	if (counter >= 0) {
 		ioctl(counter, PERF_EVENT_IOC_RESET, 0);
@@ -542,7 +556,10 @@ static int lib_run(char *const argv[], const char *lib, int mode,
 		char ahead[32];
 
 		dup2(ofd, 1);
+		dup2(efd, 2);
 		setenv("LD_PRELOAD", lib, 1);
+		/* malloc_stats() at exit: the module's counters of the run. */
+		setenv("UPALLOC_STATS", "1", 1);
 		setenv("UPALLOC_BACKEND", "device", 1);
 		setenv("UPALLOC_URING", mode ? "1" : "0", 1);
 		snprintf(ahead, sizeof(ahead), "%s",
@@ -571,6 +588,11 @@ static int lib_run(char *const argv[], const char *lib, int mode,
 	s = strstr(out, "frees=");
 	if (s)
 		res->ops = strtoull(s + 6, NULL, 10);
+	n = pread(efd, out, sizeof(out) - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(efd);
+	res->populated = stats_value(out, "pages populated");
+	res->mod_faults = stats_value(out, "\nfaults ");
 	return res->status ? -1 : 0;
 }
 
@@ -600,11 +622,16 @@ static int lib_bench(const char *self, const char *lib, const char *list,
 	printf("# libupalloc preloaded (%s); median of %u runs, modes "
 	       "interleaved; ahead = UPALLOC_URING_POPULATE_AHEAD=%s\n", lib,
 	       reps, getenv("UB_AHEAD"));
-	printf("%-14s %-6s %12s %14s %10s %10s %10s\n", "workload", "mode",
-	       "syscalls", "per 1M frees", "faults", "cpu s", "wall s");
+	printf("# faults: the process's minflt (wait4, io-wq included); "
+	       "alloc.faults: the module's fault count minus the pages "
+	       "populate-ahead allocated\n");
+	printf("%-14s %-6s %12s %14s %10s %12s %10s %10s %10s\n", "workload",
+	       "mode", "syscalls", "per 1M frees", "faults", "alloc.faults",
+	       "populated", "cpu s", "wall s");
 	for (w = strtok_r(names, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
 		double wall[LIB_MODES][16], cpu[LIB_MODES][16];
 		double fl[LIB_MODES][16], sc[LIB_MODES][16];
+		double af[LIB_MODES][16], pp[LIB_MODES][16];
 		double med_cpu[LIB_MODES], med_wall[LIB_MODES];
 		char path[4096], arg1[64], arg2[64];
 		char *argv[5] = { NULL };
@@ -640,6 +667,17 @@ static int lib_bench(const char *self, const char *lib, const char *list,
 				wall[mode][k] = r.wall;
 				cpu[mode][k] = r.cpu;
 				fl[mode][k] = (double)r.faults;
+				/*
+				 * Populate maps the pages it allocates through
+				 * the module's fault path, in io-wq: not the
+				 * allocation path. (The process's minflt also
+				 * counts populate's passes over pages that
+				 * were mapped already, the module's count
+				 * does not.)
+				 */
+				af[mode][k] = (double)r.mod_faults -
+					      (double)r.populated;
+				pp[mode][k] = (double)r.populated;
 				sc[mode][k] = r.syscalls == UINT64_MAX ? -1 :
 					      (double)r.syscalls;
 				ops = r.ops;
@@ -652,17 +690,20 @@ static int lib_bench(const char *self, const char *lib, const char *list,
 		for (m = 0; m < LIB_MODES; m++) {
 			double syscalls = median(sc[m], nrep);
 			double faults = median(fl[m], nrep);
+			double alloc_faults = median(af[m], nrep);
+			double populated = median(pp[m], nrep);
 
 			med_cpu[m] = median(cpu[m], nrep);
 			med_wall[m] = median(wall[m], nrep);
-			printf("%-14s %-6s %12.0f %14.0f %10.0f %10.3f %10.3f\n",
+			printf("%-14s %-6s %12.0f %14.0f %10.0f %12.0f %10.0f %10.3f %10.3f\n",
 			       w, lib_mode_names[m], syscalls,
 			       ops ? syscalls * 1e6 / (double)ops : 0.0, faults,
-			       med_cpu[m], med_wall[m]);
+			       alloc_faults, populated, med_cpu[m], med_wall[m]);
 			printf("libresult workload=%s mode=%s syscalls=%.0f "
-			       "frees=%" PRIu64 " faults=%.0f cpu=%.4f wall=%.4f\n",
+			       "frees=%" PRIu64 " faults=%.0f alloc_faults=%.0f "
+			       "populated=%.0f cpu=%.4f wall=%.4f\n",
 			       w, lib_mode_names[m], syscalls, ops, faults,
-			       med_cpu[m], med_wall[m]);
+			       alloc_faults, populated, med_cpu[m], med_wall[m]);
 		}
 		printf("libratio workload=%s cpu_ring_over_ioctl=%.3f "
 		       "cpu_ahead_over_ioctl=%.3f wall_ring_over_ioctl=%.3f "
