@@ -1022,7 +1022,13 @@ int upa_uring_cmd(unsigned long cmd, void *arg)
 	int saved_errno = errno;
 	int ret = -ENOTCONN;
 
-	if (!uring_lock(true)) {
+	/*
+	 * Only a ring that is up already (set up by the first deferred trim
+	 * or decommit): a fork child that only grows its heap before exec
+	 * must not pay for a ring of its own (io_uring_setup, mmaps,
+	 * registration, probe: ~8 system calls).
+	 */
+	if (!uring_lock(false)) {
 		errno = saved_errno;
 		return ret;
 	}

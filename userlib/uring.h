@@ -91,8 +91,9 @@ int upa_uring_release(void *addr, size_t len);
 /*
  * Any UPALLOC_IOC_* command (arg as for ioctl(2)) through the ring, waited
  * for: one io_uring_enter() on the registered (fixed) file. Its result is
- * the command's (0 or -errno); -ENOTCONN when there is no ring or the
- * transport failed, and the caller then uses ioctl(2). Used so that the
+ * the command's (0 or -errno); -ENOTCONN when there is no ring (this
+ * never sets one up) or the transport failed, and the caller then uses
+ * ioctl(2). Used so that the
  * ring path needs no per-call check of the descriptor: a fixed file holds
  * its own reference to /dev/upalloc, whatever the program does with the
  * descriptor number. Commands already queued may still be pending (a
