@@ -134,7 +134,9 @@ extern unsigned long upalloc_max_region_pages;
 
 /* upalloc_mmap.c */
 extern const struct vm_operations_struct upalloc_vm_ops;
+extern const struct vm_operations_struct upalloc_cow_vm_ops;
 int upalloc_mmap(struct file *file, struct vm_area_struct *vma);
+bool upalloc_vma_is_ours(const struct vm_area_struct *vma);
 
 /* upalloc_region.c */
 struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
@@ -154,6 +156,9 @@ bool upalloc_region_holds(struct upalloc_region *r, pgoff_t idx,
 			  struct page *page);
 int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 			pgoff_t last, u64 *nr_new);
+int upalloc_region_populate(struct upalloc_region *r,
+			    struct vm_area_struct *vma, pgoff_t first,
+			    pgoff_t last, u64 *nr_new);
 u64 upalloc_region_decommit(struct upalloc_region *r,
 			    struct vm_area_struct *vma, pgoff_t first,
 			    pgoff_t last);

@@ -53,7 +53,7 @@ static int cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
 	if (!vma)
 		return -ENOMEM;
 	r = vma->vm_private_data;
-	if (vma->vm_ops != &upalloc_vm_ops || !r || r->mm != mm)
+	if (!upalloc_vma_is_ours(vma) || !r || r->mm != mm)
 		return -EINVAL;
 	if (len > vma->vm_end - untagged_addr(addr))
 		return -EINVAL;
@@ -74,11 +74,11 @@ static int range_check(const struct upalloc_range *rg)
 }
 
 /*
- * Map the populated range [first, last) through the fault path, so that
- * touching it takes no fault: writable where the region holds the page
- * alone, read-only where the page is still shared with a fork relative
- * (populating never copies: the first write does, as it would anyway).
- * These faults count like any other.
+ * Map the populated range [first, last) of a fork parent or child through
+ * the fault path, so that touching it takes no fault: writable where the
+ * region holds the page alone, read-only where the page is still shared
+ * with a fork relative (populating never copies: the first write does, as
+ * it would anyway). These faults count like any other.
  */
 static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 			pgoff_t last)
@@ -137,7 +137,11 @@ static long cmd_range(void __user *arg, bool populate)
 		err = -EINVAL;
 		goto out_unlock;
 	}
-	if (populate) {
+	if (populate && vma->vm_ops == &upalloc_vm_ops &&
+	    (vma->vm_flags & (VM_READ | VM_WRITE))) {
+		/* Never forked: map in batches, without faults. */
+		err = upalloc_region_populate(r, vma, first, last, &nr);
+	} else if (populate) {
 		err = upalloc_region_fill(r, first, last, &nr);
 		if (!err)
 			err = populate_map(vma, first, last);

@@ -13,6 +13,12 @@
  *   next write of either side faults and copies the page if it is still
  *   shared. MADV_DONTFORK leaves the child without the mapping; exec drops
  *   the child's shares.
+ * - Write-notify only once forked: a region that never took part in a fork
+ *   holds every page alone, so its VMA maps pages writable on any fault and
+ *   has no ->page_mkwrite (upalloc_vm_ops). The fork switches the parent's
+ *   and the child's VMA to upalloc_cow_vm_ops, whose ->page_mkwrite makes
+ *   the core map pages read-only until a write reaches the module, which
+ *   then copies a page still shared. A VMA never switches back.
  * - Partial munmap/mprotect/madvise that would split the VMA fail with
  *   EINVAL (->may_split); mremap moves fail with EINVAL (->mremap); growing
  *   in place fails with EFAULT (VM_DONTEXPAND, the core's rule); shrinking
@@ -59,9 +65,37 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma)
 	vma->vm_pgoff = r->base;
 	vma->vm_private_data = r;
 	vma->vm_ops = &upalloc_vm_ops;
-	/* VM_SPECIAL through DONTEXPAND: never merged, grown or mlocked. */
-	upalloc_vm_flags_mod(vma, VM_DONTEXPAND, VM_MAYEXEC);
+	/*
+	 * VM_SPECIAL through DONTEXPAND: never merged, grown or mlocked.
+	 * VM_MIXEDMAP lets POPULATE map pages with vm_insert_pages() under
+	 * the mmap read lock (without it the core would set the flag itself,
+	 * which needs the write lock). It also makes fork copy the PTEs,
+	 * which ->open prevents by zapping the parent's first.
+	 */
+	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP, VM_MAYEXEC);
 	return 0;
+}
+
+bool upalloc_vma_is_ours(const struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &upalloc_vm_ops ||
+	       vma->vm_ops == &upalloc_cow_vm_ops;
+}
+
+/*
+ * Switch vma to write-notify: read faults and POPULATE map pages
+ * read-only, so that every write to a page reaches ->page_mkwrite. The
+ * vm_page_prot set here is what the core's vma_set_page_prot() gives a
+ * shared VMA with ->page_mkwrite, and what mprotect() recomputes (the
+ * module never sets cache attributes, the only bits that function would
+ * carry over). Caller holds the mmap lock for writing (and, with per-VMA
+ * locks, the VMA's write lock).
+ */
+static void upalloc_vma_set_cow(struct vm_area_struct *vma)
+{
+	vma->vm_ops = &upalloc_cow_vm_ops;
+	WRITE_ONCE(vma->vm_page_prot,
+		   vm_get_page_prot(vma->vm_flags & ~VM_SHARED));
 }
 
 static vm_fault_t upalloc_fault(struct vm_fault *vmf)
@@ -162,7 +196,7 @@ static vm_fault_t upalloc_map_pages(struct vm_fault *vmf, pgoff_t start,
 static void upalloc_vm_open(struct vm_area_struct *vma)
 {
 	struct upalloc_region *r = vma->vm_private_data;
-	struct upalloc_region *child;
+	struct upalloc_region *child = NULL;
 	struct vm_area_struct *pvma;
 
 	if (!r)
@@ -172,16 +206,22 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		return;
 	}
 
-	child = upalloc_region_clone(r, vma->vm_mm);
-	vma->vm_private_data = child;
-	if (!child) {
-		pr_warn_ratelimited("fork: out of memory, child's region unusable\n");
-		return;
-	}
-	/* The parent's writable PTEs would write into now shared pages. */
+	/*
+	 * The parent's PTEs go first, whatever else happens: VM_MIXEDMAP
+	 * makes fork copy them into the child next, and a writable one would
+	 * let either side write into a page the other maps.
+	 */
 	pvma = vma_lookup(r->mm, vma->vm_start);
-	if (pvma && pvma->vm_private_data == r)
+	if (pvma && pvma->vm_private_data == r) {
 		upalloc_zap(pvma, pvma->vm_start, pvma->vm_end - pvma->vm_start);
+		/* Both sides write-notify before any page is shared. */
+		upalloc_vma_set_cow(pvma);
+		upalloc_vma_set_cow(vma);
+		child = upalloc_region_clone(r, vma->vm_mm);
+	}
+	vma->vm_private_data = child;
+	if (!child)
+		pr_warn_ratelimited("fork: out of memory, child's region unusable\n");
 }
 
 static void upalloc_vm_close(struct vm_area_struct *vma)
@@ -204,7 +244,20 @@ static int upalloc_vm_mremap(struct vm_area_struct *vma)
 	return -EINVAL;
 }
 
+/* A region that never took part in a fork: all its pages are its own. */
 const struct vm_operations_struct upalloc_vm_ops = {
+	.open = upalloc_vm_open,
+	.close = upalloc_vm_close,
+	.may_split = upalloc_may_split,
+	.mremap = upalloc_vm_mremap,
+	.fault = upalloc_fault,
+#ifdef CONFIG_PER_VMA_LOCK
+	.map_pages = upalloc_map_pages,
+#endif
+};
+
+/* A fork parent or child: pages may be shared, writes must be seen. */
+const struct vm_operations_struct upalloc_cow_vm_ops = {
 	.open = upalloc_vm_open,
 	.close = upalloc_vm_close,
 	.may_split = upalloc_may_split,

@@ -530,6 +530,136 @@ out_enomem:
 }
 
 /*
+ * The page at idx for POPULATE to map, locked and referenced, or NULL when
+ * there is nothing to map there: the page is locked by someone else (a
+ * fault mapping it, or a removal), or idx is no longer below the break.
+ * A missing page is allocated zeroed and enters the table already locked,
+ * as in a fault. *err is set to -ENOMEM when an allocation fails.
+ */
+static struct page *populate_get(struct upalloc_region *r, pgoff_t idx,
+				 u64 *nr_new, int *err)
+{
+	struct page *page;
+	int ret;
+
+retry:
+	page = table_get(r, idx);
+	if (page) {
+		if (!trylock_page(page)) {
+			put_page(page);
+			return NULL;
+		}
+		if (!upalloc_region_holds(r, idx, page)) {
+			unlock_page(page);
+			put_page(page);
+			return NULL;
+		}
+		return page;
+	}
+	page = alloc_page(UPALLOC_GFP | __GFP_ZERO);
+	if (!page)
+		goto out_enomem;
+	get_page(page);
+	__folio_set_locked(page_folio(page));
+	ret = table_insert_new(r, idx, page);
+	if (ret) {
+		__folio_clear_locked(page_folio(page));
+		put_page(page);
+		__free_page(page);
+		if (ret == -ENOMEM)
+			goto out_enomem;
+		if (ret == -EBUSY)
+			goto retry;
+		return NULL;
+	}
+	region_count_new_page(r, true);
+	upalloc_count(r->proc, UPALLOC_STAT_PAGES_POPULATED, 1);
+	(*nr_new)++;
+	return page;
+
+out_enomem:
+	upalloc_count(r->proc, UPALLOC_STAT_ENOMEM, 1);
+	*err = -ENOMEM;
+	return NULL;
+}
+
+/*
+ * Map pages[0..n) at addr, addr + PAGE_SIZE, ... in a batch: one page-table
+ * walk and one PTE lock per 8 pages. A PTE already present (-EBUSY: the
+ * page was touched before) stays as it is.
+ */
+static int populate_insert(struct vm_area_struct *vma, unsigned long addr,
+			   struct page **pages, unsigned int n)
+{
+	unsigned long left;
+	unsigned int done;
+	int err;
+
+	while (n) {
+		left = n;
+		err = vm_insert_pages(vma, addr, pages, &left);
+		if (!err)
+			return 0;
+		if (err != -EBUSY)
+			return err;
+		/* pages[done] is the one whose PTE was present: skip it. */
+		done = n - left + 1;
+		addr += (unsigned long)done << PAGE_SHIFT;
+		pages += done;
+		n -= done;
+	}
+	return 0;
+}
+
+/*
+ * POPULATE for a region that never took part in a fork (its VMA has
+ * upalloc_vm_ops, so every page is the region's alone and vm_page_prot
+ * maps it writable if the VMA is): allocate the absent pages of
+ * [first, last), all below the break, and map the whole range with
+ * vm_insert_pages() instead of a fault per page. Each page stays locked
+ * from the moment it is found in (or enters) the table until its PTE is
+ * set, as in a fault, so that step 2 of the removal protocol waits for
+ * it. No fault is counted: none happens. mmap lock held for reading.
+ * *nr_new counts the pages allocated. Returns 0, -ENOMEM or -EINTR (the
+ * pages allocated so far stay).
+ */
+int upalloc_region_populate(struct upalloc_region *r,
+			    struct vm_area_struct *vma, pgoff_t first,
+			    pgoff_t last, u64 *nr_new)
+{
+	struct page *batch[UPALLOC_BATCH];
+	pgoff_t idx = first, start;
+	unsigned int n, i;
+	struct page *page;
+	int err = 0, ret;
+
+	*nr_new = 0;
+	while (idx < last && !err) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+		/* A run of consecutive pages to map, ended by one to skip. */
+		start = idx;
+		n = 0;
+		while (idx < last && n < UPALLOC_BATCH) {
+			page = populate_get(r, idx++, nr_new, &err);
+			if (!page)
+				break;
+			batch[n++] = page;
+		}
+		ret = populate_insert(vma, vma->vm_start + (start << PAGE_SHIFT),
+				      batch, n);
+		if (!err)
+			err = ret;
+		for (i = 0; i < n; i++) {
+			unlock_page(batch[i]);
+			put_page(batch[i]);
+		}
+	}
+	return err;
+}
+
+/*
  * Free the pages of [first, last) (page indexes) with the removal protocol;
  * vma is r's VMA, mmap lock held. With above_brk, only pages at or above
  * the current break are taken, so that a concurrent raise of the break is

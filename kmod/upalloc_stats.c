@@ -10,8 +10,10 @@
  *   page shared by fork relatives counts once); pages_peak its maximum.
  *   pages_committed = sum of all regions' breaks in pages.
  *   faults = faults_read + faults_write: ->fault calls that mapped a page or
- *   raised SIGBUS (POPULATE maps through them too); faults_mkwrite counts
- *   read-only PTEs made writable; fault_latency_log2ns_K histograms faults.
+ *   raised SIGBUS (POPULATE maps through them too, in forked regions only;
+ *   elsewhere it maps without faults); faults_mkwrite counts read-only PTEs
+ *   made writable (only forked regions map pages read-only);
+ *   fault_latency_log2ns_K histograms faults.
  *   cow_copies: pages copied because a fork relative shared them.
  *   forks: regions cloned into a fork child.
  *   pages_decommitted: pages freed by DECOMMIT or a lowered break.

@@ -79,7 +79,7 @@ static bool upalloc_uring_brk_is_long(u64 addr, u64 new_brk)
 	if (!mmap_read_trylock(mm))
 		return true;
 	vma = vma_lookup(mm, untagged_addr(addr));
-	if (vma && vma->vm_ops == &upalloc_vm_ops) {
+	if (vma && upalloc_vma_is_ours(vma)) {
 		r = vma->vm_private_data;
 		if (r && r->mm == mm) {
 			pgoff_t old_brk = READ_ONCE(r->brk);

@@ -86,7 +86,11 @@ TEST_F(stats, fault_counters_count_each_page_once)
 	READ_STATS(&before);
 	read_pages(p, 0, 3);		/* 3 read faults */
 	write_pages(p, 3, 5, 1);	/* 5 write faults */
-	write_pages(p, 0, 3, 1);	/* 3 read-only -> writable upgrades */
+	/*
+	 * Nothing: a region that never forked maps its pages writable on a
+	 * read fault too (no fork relative can share them).
+	 */
+	write_pages(p, 0, 3, 1);
 	read_pages(p, 0, n);		/* nothing */
 	write_pages(p, 0, n, 2);	/* nothing */
 	READ_STATS(&after);
@@ -94,13 +98,50 @@ TEST_F(stats, fault_counters_count_each_page_once)
 	EXPECT_EQ(8, STAT_DELTA(after, before, faults));
 	EXPECT_EQ(3, STAT_DELTA(after, before, faults_read));
 	EXPECT_EQ(5, STAT_DELTA(after, before, faults_write));
-	EXPECT_EQ(3, STAT_DELTA(after, before, faults_mkwrite));
+	EXPECT_EQ(0, STAT_DELTA(after, before, faults_mkwrite));
 	EXPECT_EQ(8, STAT_DELTA(after, before, pages_allocated));
 	EXPECT_EQ(8, STAT_DELTA(after, before, pages_live));
 	EXPECT_EQ(0, STAT_DELTA(after, before, pages_freed));
 	EXPECT_EQ(0, STAT_DELTA(after, before, cow_copies));
 	EXPECT_EQ(0, STAT_DELTA(after, before, sigbus));
 	EXPECT_EQ(8, (int64_t)(upa_hist_sum(&after) - upa_hist_sum(&before)));
+	ASSERT_EQ(0, munmap(p, PAGES(n)));
+}
+
+/*
+ * After a fork, read faults map pages read-only (the pages may be shared),
+ * and a write to such a page is an mkwrite upgrade: counted in
+ * faults_mkwrite, with no copy once the page is the region's alone again.
+ */
+TEST_F(stats, mkwrite_upgrades_are_counted_after_fork)
+{
+	struct upa_stats before, after;
+	const size_t n = 4;
+	char *p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	p = upa_map(self->fd, PAGES(n), 0);
+	ASSERT_NE(NULL, p);
+	write_pages(p, 0, n, 1);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(0);
+	/* The child is gone: every page is the parent's alone again. */
+	ASSERT_EQ(0, wait_child_ok(pid));
+	READ_STATS(&before);
+	read_pages(p, 0, n);		/* fork zapped the PTEs: 4 read faults */
+	write_pages(p, 0, n, 2);	/* 4 read-only -> writable upgrades */
+	write_pages(p, 0, n, 3);	/* nothing */
+	READ_STATS(&after);
+
+	EXPECT_EQ(n, STAT_DELTA(after, before, faults_read));
+	EXPECT_EQ(0, STAT_DELTA(after, before, faults_write));
+	EXPECT_EQ(n, STAT_DELTA(after, before, faults_mkwrite));
+	EXPECT_EQ(0, STAT_DELTA(after, before, cow_copies));
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_allocated));
+	EXPECT_EQ(3, p[PAGES(n - 1)]);
 	ASSERT_EQ(0, munmap(p, PAGES(n)));
 }
 
@@ -220,11 +261,11 @@ TEST_F(stats, proc_stats_ioctl_matches_workload)
 	ASSERT_NE(NULL, a);
 	write_pages(a, 0, 6, 1);			/* 6 write faults */
 	read_pages(a, 6, 1);				/* 1 read fault */
-	write_pages(a, 6, 1, 1);			/* 1 mkwrite upgrade */
+	write_pages(a, 6, 1, 1);			/* mapped writable: nothing */
 	h = upa_map_heap(self->fd, PAGES(64));
 	ASSERT_NE(NULL, h);
 	ASSERT_EQ(0, upa_set_brk(self->fd, h, PAGES(10), NULL));
-	ASSERT_EQ(0, upa_populate(self->fd, h, PAGES(4), &nr));	/* 4 populated, 4 write faults */
+	ASSERT_EQ(0, upa_populate(self->fd, h, PAGES(4), &nr));	/* 4 populated, no fault */
 	ASSERT_EQ(4, nr);
 	read_pages(h, 4, 2);				/* 2 read faults */
 	ASSERT_EQ(SIGBUS, upa_probe_read(h + PAGES(10), NULL, NULL));	/* 1 more */
@@ -241,13 +282,14 @@ TEST_F(stats, proc_stats_ioctl_matches_workload)
 	EXPECT_EQ(13, ps.pages_allocated);
 	EXPECT_EQ(2, ps.pages_freed);
 	/*
-	 * POPULATE maps its pages through ->fault: 4 more write faults; the
-	 * refused fault beyond the break counts as a read fault and a SIGBUS.
+	 * POPULATE maps its pages without faults in a region that never
+	 * forked; the refused fault beyond the break counts as a read fault
+	 * and a SIGBUS.
 	 */
-	EXPECT_EQ(14, ps.faults);
+	EXPECT_EQ(10, ps.faults);
 	EXPECT_EQ(4, ps.faults_read);
-	EXPECT_EQ(10, ps.faults_write);
-	EXPECT_EQ(1, ps.faults_mkwrite);
+	EXPECT_EQ(6, ps.faults_write);
+	EXPECT_EQ(0, ps.faults_mkwrite);
 	EXPECT_EQ(1, ps.sigbus);
 	EXPECT_EQ(0, ps.cow_copies);
 	EXPECT_EQ(4, ps.pages_populated);

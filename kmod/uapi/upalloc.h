@@ -92,9 +92,13 @@ struct upalloc_version {
  *
  * POPULATE allocates and maps every page of the range that is not yet
  * present, so that later touches take no fault (MAP_POPULATE does the same
- * for a whole new region). DECOMMIT frees the pages of the range; the
- * mapping stays and the next touch gets a fresh zero page. The number of
- * pages allocated or freed is returned in nr_pages.
+ * for a whole new region). In a region that never took part in a fork it
+ * maps the pages in batches, without faults (none is counted); in a fork
+ * parent or child it maps them through the fault handler (one counted
+ * fault per page, read-only where the page is still shared). DECOMMIT
+ * frees the pages of the range; the mapping stays and the next touch gets
+ * a fresh zero page. The number of pages allocated or freed is returned
+ * in nr_pages.
  */
 struct upalloc_range {
 	__u64 addr;		/* in: page aligned */
@@ -171,7 +175,7 @@ struct upalloc_proc_stats {
 	__u64 pages_populated;
 	__u64 pages_decommitted;
 	__u64 enomem;
-	__u64 faults_mkwrite;	/* read-only PTEs made writable */
+	__u64 faults_mkwrite;	/* read-only PTEs made writable (forked regions) */
 	__u64 sigbus;		/* faults refused (beyond the break) */
 	__u64 reserved[14];
 };
