@@ -98,6 +98,35 @@ static void upalloc_vma_set_cow(struct vm_area_struct *vma)
 		   vm_get_page_prot(vma->vm_flags & ~VM_SHARED));
 }
 
+/*
+ * Map page (locked, with the fault's reference) at addr in a VMA that
+ * never took part in a fork, and let the core retry the access. Handing
+ * the page to the core instead (VM_FAULT_LOCKED) costs more for a shared
+ * file mapping: finish_fault() and then fault_dirty_shared_page(), which
+ * dirties the page and, with no ->page_mkwrite, updates the device
+ * file's times on every write fault; neither means anything for the
+ * module's pages. The page lock is held until the PTE is set, as the
+ * removal protocol needs. A PTE set meanwhile by another thread's fault
+ * (-EBUSY) is as good as ours.
+ */
+static vm_fault_t upalloc_fault_insert(struct vm_fault *vmf,
+				       unsigned long addr, struct page *page)
+{
+	struct upalloc_region *r = vmf->vma->vm_private_data;
+	int err;
+
+	err = vm_insert_page(vmf->vma, addr, page);
+	unlock_page(page);
+	put_page(page);
+	if (!err || err == -EBUSY)
+		return VM_FAULT_NOPAGE;
+	if (err == -ENOMEM) {
+		upalloc_count(r->proc, UPALLOC_STAT_ENOMEM, 1);
+		return VM_FAULT_OOM;
+	}
+	return VM_FAULT_SIGBUS;
+}
+
 static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 {
 	struct upalloc_region *r = vmf->vma->vm_private_data;
@@ -134,8 +163,12 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 		}
 		ret = VM_FAULT_LOCKED;
 	}
-	if (ret == VM_FAULT_LOCKED)
-		vmf->page = page;
+	if (ret == VM_FAULT_LOCKED) {
+		if (vmf->vma->vm_ops == &upalloc_vm_ops)
+			ret = upalloc_fault_insert(vmf, addr, page);
+		else
+			vmf->page = page;
+	}
 
 	/* Migrated to a CPU whose clock lags: count it as immediate. */
 	ns = max_t(s64, local_clock() - start, 0);
