@@ -182,6 +182,14 @@ static inline size_t tcache_request_index(size_t n)
 	return (n - TCACHE_REQUEST_BASE) >> 4;
 }
 
+/*
+ * An empty asm that makes the compiler treat v as computed: the range
+ * checks then test the shifted index itself instead of keeping the
+ * unshifted value in a second register to compare (one instruction less
+ * on each fast path). No instruction of its own.
+ */
+#define TCACHE_OPAQUE(v)	__asm__("" : "+r"(v))
+
 static inline struct upa_tcache_entry *tcache_reveal(const void *pos,
 						     uintptr_t v)
 {
@@ -255,6 +263,7 @@ static inline void *upa_malloc_inline(size_t n)
 
 	size_t idx = tcache_request_index(n);
 
+	TCACHE_OPAQUE(idx);
 	if (unlikely(idx >= UPA_TCACHE_BINS)) {
 		if (n >= TCACHE_REQUEST_BASE)
 			return upa_malloc_slow(n);	/* n > 1032 */
@@ -275,6 +284,7 @@ static inline void upa_free_inline(void *mem)
 		return;
 	c = mem_chunk(mem);
 	ci = c->size >> 4;	/* the size / 16: the flags shift out */
+	TCACHE_OPAQUE(ci);
 	/* Mmapped chunks are >= a page: their ci is never that small. */
 	if (likely(ci < UPA_TCACHE_BINS + 2 && tc->room_ci[ci])) {
 		struct upa_tcache_entry *e = mem;
