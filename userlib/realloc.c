@@ -239,8 +239,21 @@ UPA_API void *upa_realloc(void *mem, size_t n)
 	if (!nmem)
 		return NULL;
 	memcpy(nmem, mem, chunk_usable(c) < n ? chunk_usable(c) : n);
-	if (!a->quarantined)
+	if (a->quarantined)
+		return nmem;
+	/*
+	 * A block that grew out of a large cache bin size goes back to its
+	 * arena, not to the thread cache: growing blocks pass each size
+	 * once, so the exact-size cache bins of 1056..4112 bytes (8 KiB
+	 * each) would only collect them (realloc_grow: +1.1 MB peak RSS).
+	 * Small sizes stay cached: every new string passes through them.
+	 */
+	if (size > UPA_TCACHE_MAX_CHUNK && n > chunk_usable(c)) {
+		upa_tc.counter[UPA_TC_SLOW_FREES]++;
+		upa_free_chunk_any(c);
+	} else {
 		upa_free(mem);
+	}
 	return nmem;
 }
 
