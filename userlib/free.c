@@ -292,7 +292,7 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
  * stranded there (up to limit x 64 bins per thread). Such a thread keeps
  * a small cache, and gets the full one back once it allocates as well.
  */
-#define UPA_REMOTE_FREER_LIMIT	8
+#define UPA_REMOTE_FREER_LIMIT	4
 
 static void remote_freer_adapt(struct upa_tcache *tc)
 {
@@ -353,16 +353,26 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 		remote_freer_adapt(tc);
 	first->key = key;
 	if (idx < UPA_TCACHE_BINS && !tc->room[idx] && tc->limit >= 2) {
-		unsigned int k = tc->limit / 2;
+		/*
+		 * A remote freer (small limit) sends a's chunks of every bin
+		 * along: its cache then holds little of others' memory, and
+		 * the owner still gets them in batches.
+		 */
+		bool all = tc->limit <= UPA_REMOTE_FREER_LIMIT;
+		size_t i = all ? 0 : idx, end = all ? UPA_TCACHE_BINS : idx + 1;
 
-		while (k-- && tc->head[idx] &&
-		       upa_arena_of(mem_chunk(tc->head[idx])) == a) {
-			e = tcache_pop_counted(tc, idx);
-			e->key = key;
-			last->next = ((uintptr_t)&last->next >> 12) ^
-				     (uintptr_t)e;
-			last = e;
-			n++;
+		for (; i < end; i++) {
+			unsigned int k = all ? tc->limit : tc->limit / 2;
+
+			while (k-- && tc->head[i] &&
+			       upa_arena_of(mem_chunk(tc->head[i])) == a) {
+				e = tcache_pop_counted(tc, i);
+				e->key = key;
+				last->next = ((uintptr_t)&last->next >> 12) ^
+					     (uintptr_t)e;
+				last = e;
+				n++;
+			}
 		}
 	}
 	head = __atomic_load_n(&a->remote, __ATOMIC_RELAXED);
