@@ -62,6 +62,7 @@ void upa_arena_init(struct upa_arena *a, unsigned int index)
 	a->trim_backoff = 0;
 	a->trim_skip = 0;
 	a->trim_judged = true;
+	a->grows_at_give_back = 0;
 	a->next = NULL;
 	memset(&a->st, 0, sizeof(a->st));
 	upa_bins_init(a);

@@ -264,6 +264,7 @@ struct upa_arena {
 	unsigned int trim_backoff;	/* occasions to let pass, 0..64 */
 	unsigned int trim_skip;		/* of which still to pass */
 	bool trim_judged;		/* last trim's effect seen already */
+	size_t grows_at_give_back;	/* malloc.c cache_give_back() */
 	struct upa_arena *next;		/* list of all arenas */
 	uint64_t binmap[UPA_BINMAP_WORDS];
 	struct upa_chunk *fastbins[UPA_NFASTBINS];

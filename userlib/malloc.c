@@ -269,6 +269,33 @@ static void *perturb_alloc(void *mem, size_t n)
 }
 
 /*
+ * The heap had to grow for a large request: the program moved on to
+ * larger blocks. Small chunks the thread cache still holds (32 per bin)
+ * keep their heap pages resident and split the free space around them
+ * into holes too small for the large blocks; a cache holding more than
+ * UPA_CACHE_GIVE_BACK bytes gives them back to their arenas (where they
+ * coalesce) and starts over. calloc_blocks' small phase left ~300 KB so.
+ * The first time, then at most once per UPA_CACHE_GIVE_BACK_EVERY heap
+ * grows of the arena: a program that mixes sizes all along (churn) keeps
+ * its cache.
+ */
+#define UPA_CACHE_GIVE_BACK		(64 * 1024UL)
+#define UPA_CACHE_GIVE_BACK_EVERY	64
+
+static void cache_give_back(struct upa_tcache *tc)
+{
+	unsigned int i, limit = tc->limit, nbins = tc->nbins;
+	size_t bytes = 0;
+
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++)
+		bytes += (size_t)tcache_count(tc, i) * (i + 2) * 16;
+	if (bytes <= UPA_CACHE_GIVE_BACK)
+		return;
+	upa_tcache_set_limits(tc, 0, nbins);
+	upa_tcache_set_limits(tc, limit, nbins);
+}
+
+/*
  * The whole slow path for a chunk of nb bytes: mmap for large requests,
  * else the thread's arena, else mmap anyway, else another arena.
  */
@@ -277,6 +304,8 @@ static void *arena_malloc(size_t nb, bool *fresh)
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_arena *a;
 	struct upa_chunk *c;
+	size_t grows;
+	bool give_back;
 	void *mem;
 
 	if (unlikely(tc->state == UPA_THREAD_NEW))
@@ -292,10 +321,21 @@ static void *arena_malloc(size_t nb, bool *fresh)
 	a = upa_arena_lock_mine(tc);
 	/* Other threads' frees of our chunks first (no trim: we allocate). */
 	upa_remote_drain(a, NULL);
+	grows = a->st.heap_grows;
 	mem = upa_int_malloc(a, nb, fresh);
+	give_back = a->st.heap_grows != grows &&
+		    nb >= UPA_CONSOLIDATE_THRESHOLD &&
+		    (!a->grows_at_give_back ||
+		     a->st.heap_grows - a->grows_at_give_back >=
+		     UPA_CACHE_GIVE_BACK_EVERY);
+	if (give_back)
+		a->grows_at_give_back = a->st.heap_grows;
 	upa_unlock(&a->lock);
-	if (likely(mem))
+	if (likely(mem)) {
+		if (unlikely(give_back))
+			cache_give_back(tc);
 		return mem;
+	}
 
 	/* The heap could not grow: a region of its own, or another arena. */
 	c = upa_region_mmap_chunk(nb, UPA_ALIGN, true);

@@ -225,6 +225,37 @@ TEST_F(info, automatic_trims_back_off_when_the_heap_grows_again)
 	EXPECT_LE(900 << 10, after.bytes_top);
 }
 
+TEST_F(info, heap_growth_for_a_large_block_empties_a_full_thread_cache)
+{
+	struct upa_lib_stats before, after;
+	static void *p[64][32];
+	void *a, *b;
+	int i, j;
+
+	ASSERT_EQ(1, mallopt(M_TOP_PAD, 0));
+	ASSERT_EQ(1, mallopt(M_MMAP_THRESHOLD, 4 << 20));
+	/* ~1.1 MB of small blocks, then all of them in the thread cache */
+	for (i = 0; i < 64; i++)
+		for (j = 0; j < 32; j++)
+			p[i][j] = malloc((size_t)(i + 2) * 16 - 8);
+	for (i = 0; i < 64; i++)
+		for (j = 0; j < 32; j++)
+			free(p[i][j]);
+	/* the heap grows for a large block: the cache gives them back */
+	a = malloc(200 << 10);
+	ASSERT_NE(NULL, a);
+	STATS(before);
+	/* they coalesced below a: room for a block that size, no growth */
+	b = malloc(500 << 10);
+	STATS(after);
+	ASSERT_NE(NULL, b);
+	EXPECT_EQ(before.heap_grows, after.heap_grows);
+	EXPECT_GT((uintptr_t)a, (uintptr_t)b);
+	EXPECT_EQ(0, upa_heap_check());
+	free(b);
+	free(a);
+}
+
 TEST_F(info, free_does_not_trim_below_trim_threshold)
 {
 	struct upa_lib_stats before, after;
