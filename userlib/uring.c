@@ -48,18 +48,22 @@
 
 #define URING_DEFAULT_BATCH		32
 /*
- * On, as far as the default top_pad: in the guest (tools/bench/URING.md,
- * libupalloc preloaded) it removed 8-86 % of the first-touch faults on the
- * allocation path of bigheap, calloc_blocks, realloc_grow, churn and
- * fragment, populating at most ~1.4 pages per fault saved (churn). It was
- * off while it had raised a churning heap's faults (9589 -> 12813): pages
- * populated for one growth were trimmed before use and populated again
- * after the next, and a populate submitted the decommits queued for their
- * batch, which a quick regrowth would have cancelled. Now populate-ahead
- * only covers fresh addresses (above the old break, never populated
- * before) and waits while decommits are queued.
+ * Off unless asked for (e.g. 131072, the default top_pad). It works: in
+ * the guest (tools/bench/URING.md, libupalloc preloaded) it removed 8-86 %
+ * of the first-touch faults on the allocation path of bigheap,
+ * calloc_blocks, realloc_grow, churn and fragment. But no workload ran
+ * faster in CPU or wall time, and churn, fragment and realloc_grow ran
+ * 1.1-3.7x slower on both kernels: the populate's io_uring_enter and
+ * io-wq wake-up per break raise, the faults it takes in io-wq, and pages
+ * populated that were never used (churn: 1990 populated for 1348 faults
+ * saved) cost more than the faults saved, at least under TCG on 2 busy
+ * cores. Earlier it had also raised a churning heap's faults (9589 ->
+ * 12813): pages populated for one growth were trimmed before use and
+ * populated again, and a populate submitted the decommits queued for
+ * their batch; both are fixed (fresh addresses only, never while
+ * decommits are queued).
  */
-#define URING_DEFAULT_POPULATE_AHEAD	(128UL << 10)
+#define URING_DEFAULT_POPULATE_AHEAD	0
 /* Descriptor numbers below this are the ones programs juggle. */
 #define URING_FD_FLOOR			400
 /* user_data of the set-up probe: not a slot. */

@@ -15,7 +15,7 @@
  *   UPALLOC_URING_BATCH=N           decommits queued before one submission
  *                                   (default 32, 1..UPA_URING_SLOTS)
  *   UPALLOC_URING_POPULATE_AHEAD=B  bytes populated ahead of the top chunk
- *                                   (default 131072; 0 = off)
+ *                                   (default 0 = off; e.g. 131072)
  *
  * THE CONTRACT (what the allocator must do):
  *
