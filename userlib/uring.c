@@ -49,11 +49,11 @@
 #define URING_DEFAULT_BATCH		32
 /*
  * Off unless asked for (e.g. 131072, the default top_pad). It works: in
- * the guest (tools/bench/URING.md, libupalloc preloaded) it removed 8-86 %
+ * the guest (tools/bench/URING.md, libupalloc preloaded) it removed 5-81 %
  * of the first-touch faults on the allocation path of bigheap,
  * calloc_blocks, realloc_grow, churn and fragment. But no workload ran
- * faster in CPU or wall time, and churn, fragment and realloc_grow ran
- * 1.1-3.7x slower on both kernels: the populate's io_uring_enter and
+ * reliably faster, and churn and realloc_grow took 1.3-1.7x the CPU of
+ * the ring alone on both kernels: the populate's io_uring_enter and
  * io-wq wake-up per break raise, the faults it takes in io-wq, and pages
  * populated that were never used (churn: 1990 populated for 1348 faults
  * saved) cost more than the faults saved, at least under TCG on 2 busy
