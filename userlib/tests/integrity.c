@@ -178,6 +178,68 @@ TEST_F(integrity, double_free_of_remote_chunk_aborts)
 		     "double free or corruption (!prev)");
 }
 
+/* Two blocks above the thread cache: both go to the remote list. */
+static void *alloc_two_in_thread(void *arg)
+{
+	void **p = arg;
+
+	p[0] = malloc(5000);
+	p[1] = malloc(5000);
+	p[2] = malloc(100);	/* guard: p[1] does not border the top */
+	return NULL;
+}
+
+/*
+ * A remote-list entry keeps its link at word 0 and the list's key at word
+ * 1 of the user data while it waits for the owner. A use-after-free write
+ * there is found when the list is drained: here by the locked path that a
+ * second free of another listed chunk (p[1]) takes.
+ */
+static void overwrite_remote_entry_key(void)
+{
+	static void *p[3];
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, alloc_two_in_thread, p) ||
+	    pthread_join(t, NULL))
+		return;
+	free(p[0]);
+	((uintptr_t *)p[0])[1] = 0x5555;
+	free(p[1]);
+	free(p[1]);
+}
+
+TEST_F(integrity, remote_entry_with_overwritten_key_aborts)
+{
+	expect_death(_metadata, overwrite_remote_entry_key,
+		     "free(): double free detected (remote list)");
+}
+
+/* An entry whose link was redirected to a chunk of another arena. */
+static void redirect_remote_link(void)
+{
+	static void *p[3];
+	uintptr_t *entry, *foreign;
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, alloc_two_in_thread, p) ||
+	    pthread_join(t, NULL))
+		return;
+	foreign = malloc(5000);		/* this thread's arena */
+	free(p[0]);
+	entry = p[0];
+	foreign[1] = entry[1];		/* the list's key, read after free */
+	entry[0] = mangle(&entry[0], (uintptr_t)foreign);
+	free(p[1]);
+	free(p[1]);
+}
+
+TEST_F(integrity, remote_link_to_another_arena_aborts)
+{
+	expect_death(_metadata, redirect_remote_link,
+		     "free(): corrupted remote list");
+}
+
 static void free_chunk_reaching_past_heap(void)
 {
 	void *p, *guard;
