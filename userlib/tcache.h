@@ -38,7 +38,7 @@
 #define UPA_TCACHE_LARGE_BINS	192
 #define UPA_TCACHE_ALL_BINS	(UPA_TCACHE_BINS + UPA_TCACHE_LARGE_BINS)
 #define UPA_TCACHE_ALL_MAX_REQUEST	4104	/* (256 + 1) * 16 - 8 */
-#define UPA_TCACHE_LARGE_BYTES	8192
+#define UPA_TCACHE_LARGE_BYTES	16384
 
 enum upa_thread_state {
 	UPA_THREAD_NEW = 0,	/* limit == 0: every free takes the slow path */

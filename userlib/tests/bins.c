@@ -57,26 +57,35 @@ TEST_F(bins, tiny_requests_share_the_smallest_cache_bin)
 
 /*
  * Blocks of 1 KiB..4 KiB are cached too, in the large cache bins: a few
- * per size (8 KiB per bin, at least 2), LIFO; 4105 bytes is past them.
+ * per size (16 KiB per bin, at least 2), LIFO; 4105 bytes is past them.
  */
 TEST_F(bins, large_cache_bins_take_blocks_up_to_4_kib)
 {
 	struct upa_lib_stats before, after;
-	void *p[5], *guard, *q;
+	void *p[9], *guard, *q;
 	int i;
 
-	for (i = 0; i < 5; i++)
-		p[i] = malloc(2000);	/* chunk 2016: 4 per bin */
+	for (i = 0; i < 9; i++)
+		p[i] = malloc(2000);	/* chunk 2016: 8 per bin */
 	guard = malloc(100);
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 8; i++)
 		free(p[i]);
 	STATS(before);
-	for (i = 3; i >= 0; i--)
+	for (i = 7; i >= 0; i--)
 		EXPECT_EQ(p[i], malloc(2000));
 	STATS(after);
-	EXPECT_EQ(before.tcache_hits + 4, after.tcache_hits);
-	EXPECT_EQ(before.malloc_calls + 4, after.malloc_calls);
+	EXPECT_EQ(before.tcache_hits + 8, after.tcache_hits);
+	EXPECT_EQ(before.malloc_calls + 8, after.malloc_calls);
 	EXPECT_EQ(before.free_calls, after.free_calls);
+	/* 9 frees: the ninth finds the bin full and goes to the arena */
+	for (i = 0; i < 9; i++)
+		free(p[i]);
+	STATS(before);
+	EXPECT_EQ(after.free_calls + 9, before.free_calls);
+	for (i = 0; i < 9; i++)
+		p[i] = malloc(2000);
+	STATS(after);
+	EXPECT_GT(before.tcache_hits + 9, after.tcache_hits);
 
 	q = malloc(4104);
 	free(q);
@@ -93,7 +102,7 @@ TEST_F(bins, large_cache_bins_take_blocks_up_to_4_kib)
 	STATS(after);
 	EXPECT_EQ(before.tcache_hits, after.tcache_hits);
 	free(q);
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < 9; i++)
 		free(p[i]);
 	free(guard);
 }
