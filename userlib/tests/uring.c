@@ -80,8 +80,9 @@ static void print_uring(const char *prefix)
 	printf("%sring_active=%u\n", prefix, us.ring_active);
 	printf("%sring_syscalls=%llu\n", prefix,
 	       (unsigned long long)(us.enters + us.decommits_ioctl));
-	printf("%ssubmits=%llu\nwaits=%llu\nsync_cmds=%llu\n", prefix,
-	       (unsigned long long)us.submits, (unsigned long long)us.waits,
+	printf("%ssubmits=%llu\n%swaits=%llu\n%ssync_cmds=%llu\n", prefix,
+	       (unsigned long long)us.submits, prefix,
+	       (unsigned long long)us.waits, prefix,
 	       (unsigned long long)us.sync_cmds);
 	printf("%scancelled=%llu\n", prefix, (unsigned long long)us.cancelled);
 	printf("%sfork_redone=%llu\n", prefix,
@@ -199,40 +200,50 @@ static int scenario_calloc(void)
 	return 0;
 }
 
-/* Fork while the trims' decommits are queued or in flight. */
+/*
+ * Fork while a trim's decommit is queued (1 MiB: waits for its batch) and
+ * while one is in flight (12 MiB: over the 8 MiB bound, submitted at
+ * once; the module runs it in io-wq). Both processes then calloc over
+ * the range: zero, whatever the parent's command did around the fork.
+ */
 static int scenario_fork(void)
 {
-	size_t big = 1UL << 20;
-	int status = -1, dirty;
+	static const size_t sizes[] = { 1UL << 20, 12UL << 20 };
+	int status, dirty = 0, bad_status = 0;
+	unsigned int i;
 	char *p, *q;
 	pid_t pid;
 
 	thresholds();
-	p = malloc(big);
-	if (!p)
-		return 1;
-	memset(p, 0xab, big);
-	free(p);			/* queued, not submitted (batch) */
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		return 1;
-	q = calloc(1, big);
-	dirty = !q || not_zero(q, big);
-	if (q) {
-		memset(q, 0xcd, big);
-		free(q);
-	}
-	if (pid == 0) {
-		print_uring("child_");
-		printf("child_dirty=%d\nchild_heap_check=%d\n", dirty,
-		       upa_heap_check());
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t big = sizes[i];
+
+		p = malloc(big);
+		if (!p)
+			return 1;
+		memset(p, 0xab, big);
+		free(p);		/* trims: decommit queued or submitted */
 		fflush(stdout);
-		_exit(0);
+		pid = fork();
+		if (pid < 0)
+			return 1;
+		q = calloc(1, big);
+		dirty += !q || not_zero(q, big);
+		if (q) {
+			memset(q, 0xcd, big);
+			free(q);
+		}
+		if (pid == 0) {
+			print_uring("child_");
+			printf("child_dirty=%d\nchild_heap_check=%d\n", dirty,
+			       upa_heap_check());
+			fflush(stdout);
+			_exit(dirty ? 3 : 0);
+		}
+		if (waitpid(pid, &status, 0) != pid || status)
+			bad_status++;
 	}
-	if (waitpid(pid, &status, 0) != pid)
-		status = -1;
-	printf("child_status=%d\n", status);
+	printf("child_status=%d\n", bad_status);
 	printf("parent_dirty=%d\n", dirty);
 	print_uring("");
 	printf("heap_check=%d\n", upa_heap_check());
