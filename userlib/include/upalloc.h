@@ -92,6 +92,13 @@ int upa_heap_check(void);
  * Library counters, exported as one versioned structure so that tools can
  * read it without knowing its layout in advance (size first).
  */
+/*
+ * "Break" below means a heap's usable end. With the io_uring path an
+ * automatic trim lowers it without moving the device's break (the pages
+ * are decommitted in a batch; the device's pages_committed keeps them until
+ * malloc_trim() or the heap is unmapped); these counters are the same
+ * with and without the ring.
+ */
 struct upa_lib_stats {
 	size_t size;		/* sizeof(struct upa_lib_stats) */
 	unsigned int version;	/* 1 */
