@@ -133,11 +133,16 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	bool write = vmf->flags & FAULT_FLAG_WRITE;
 	unsigned long addr = vmf->address & PAGE_MASK;
 	/*
-	 * sched_clock (the TSC on x86) rather than ktime_get_ns(): the
+	 * sched_clock() (the TSC on x86) rather than ktime_get_ns(): the
 	 * clocksource may be an MMIO device (hpet), whose two reads would
-	 * cost a fair share of the fault they measure.
+	 * cost a fair share of the fault they measure. And rather than
+	 * local_clock(), which adds nothing for a duration on one CPU but,
+	 * where the TSC is marked unstable (as in the test guests), filters
+	 * each read through per-CPU state with interrupts off and a
+	 * cmpxchg. A fault that migrates between two reads may be off by the
+	 * CPUs' clock skew either way; a negative result is clamped below.
 	 */
-	u64 start = local_clock();
+	u64 start = sched_clock();
 	struct page *page;
 	vm_fault_t ret;
 	pgoff_t idx;
@@ -171,7 +176,7 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	}
 
 	/* Migrated to a CPU whose clock lags: count it as immediate. */
-	ns = max_t(s64, local_clock() - start, 0);
+	ns = max_t(s64, sched_clock() - start, 0);
 	trace_fault(r->base, addr, idx, write, ret, ns);
 	if (ret == VM_FAULT_SIGBUS)
 		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
