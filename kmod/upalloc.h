@@ -22,7 +22,9 @@
  *   mmap_lock (or, for faults, the VMA's per-VMA lock where the kernel has
  *   them) -> page lock -> family mutex -> region xarray lock /
  *   upalloc_procs_lock / upalloc_commit_lock. Nothing takes a page lock
- *   while holding a family mutex.
+ *   while holding a family mutex. POPULATE holds up to UPALLOC_BATCH (32)
+ *   page locks at once, but never waits for one: it locks fresh pages
+ *   before anyone can see them and present ones with trylock_page().
  */
 #ifndef _UPALLOC_H
 #define _UPALLOC_H

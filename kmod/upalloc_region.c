@@ -8,10 +8,10 @@
  * a page the region no longer holds:
  *   1. under the family mutex, take the page out of (or replace it in) the
  *      table;
- *   2. lock_page() + unlock_page(): waits for a fault that validated the
- *      page before step 1 and is installing its PTE (faults hold the page
- *      lock from validation until the PTE is set; a fault validating after
- *      step 1 sees the change and retries);
+ *   2. lock_page() + unlock_page(): waits for a fault (or POPULATE) that
+ *      validated the page before step 1 and is installing its PTE (both
+ *      hold the page lock from validation until the PTE is set; one
+ *      validating after step 1 sees the change and retries or skips);
  *   3. zap the address range in the region's VMA;
  *   4. under the family mutex, drop the table's share; then put_page().
  * The share is dropped after the zap so that a fork relative never sees its
