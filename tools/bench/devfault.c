@@ -4,6 +4,7 @@
  * /dev/upalloc region, next to anonymous memory, in the same process.
  *
  * Usage: devfault [--quick] [--pages=N] [--reps=R] [--threads=T] [--test=NAME]
+ *                 [--chunked]
  * (--test: only that one, e.g. to profile it)
  *
  * For each kind of memory (dev: a plain MAP_SHARED mapping of /dev/upalloc,
@@ -23,6 +24,14 @@
  * against first touch; then the same per-page times and ratios for the
  * fastest repetition of each ("min" lines). Every mapping is checked (written bytes read back,
  * untouched bytes zero, POPULATE's nr_pages) outside the timed sections.
+ * --chunked measures instead, for a loaded host, touch and populate in
+ * chunks of 64 pages, dev and anon chunks alternating within one pass
+ * over two fresh mappings (populate: UPALLOC_IOC_POPULATE against
+ * MADV_POPULATE_WRITE), and prints the median chunk per kind over all
+ * repetitions: a chunk takes well under a host time slice, so the
+ * chunks during which the host ran something else are outliers on both
+ * sides, which the medians drop.
+ *
  * Exit 4 (kselftest skip) when /dev/upalloc is missing.
  */
 #include <fcntl.h>
@@ -205,10 +214,100 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+#define CHUNK_PAGES 64
+
+enum chunked_test { C_TOUCH, C_POPULATE, NCHUNKED };
+static const char *const chunked_name[] = {
+	[C_TOUCH] = "touch", [C_POPULATE] = "populate",
+};
+
+/* Populate pages [first, first + n) of p, of either kind; checked. */
+static void populate_chunk(enum kind kind, unsigned char *p, size_t first,
+			   size_t n)
+{
+	unsigned char *at = p + first * page_size;
+
+	if (kind == DEV) {
+		struct upalloc_range r = {
+			.addr = (uintptr_t)at,
+			.len = n * page_size,
+		};
+
+		if (ioctl(dev_fd, UPALLOC_IOC_POPULATE, &r))
+			bench_fail("UPALLOC_IOC_POPULATE: %s", strerror(errno));
+		if (r.nr_pages != n)
+			bench_fail("UPALLOC_IOC_POPULATE allocated %llu pages, not %zu",
+				   (unsigned long long)r.nr_pages, n);
+	} else if (madvise(at, n * page_size, MADV_POPULATE_WRITE)) {
+		bench_fail("MADV_POPULATE_WRITE: %s", strerror(errno));
+	}
+}
+
+/*
+ * --chunked: touch and populate timed per chunk of CHUNK_PAGES, dev and
+ * anon chunks alternating; prints the median chunk's ns/page per kind.
+ */
+static void run_chunked(size_t npages, int reps)
+{
+	size_t nchunks = npages / CHUNK_PAGES, n = nchunks * reps;
+	uint64_t *t[NCHUNKED][2];
+	double med[NCHUNKED][2];
+
+	for (int c = 0; c < NCHUNKED; c++)
+		for (int kind = 0; kind < 2; kind++) {
+			t[c][kind] = calloc(n, sizeof(uint64_t));
+			if (!t[c][kind])
+				bench_fail("out of memory");
+		}
+	for (int r = 0; r < reps; r++) {
+		for (int c = 0; c < NCHUNKED; c++) {
+			unsigned char *p[2];
+
+			for (int kind = 0; kind < 2; kind++)
+				p[kind] = map_region(kind, npages * page_size, 0);
+			for (size_t i = 0; i < nchunks; i++) {
+				for (int kind = 0; kind < 2; kind++) {
+					size_t first = i * CHUNK_PAGES;
+					uint64_t t0 = now_ns();
+
+					if (c == C_TOUCH)
+						touch_pages(p[kind] + first * page_size,
+							    CHUNK_PAGES, 0x6b);
+					else
+						populate_chunk(kind, p[kind], first,
+							       CHUNK_PAGES);
+					t[c][kind][r * nchunks + i] = now_ns() - t0;
+				}
+			}
+			for (int kind = 0; kind < 2; kind++) {
+				verify_pages(p[kind], nchunks * CHUNK_PAGES,
+					     c == C_TOUCH, 0x6b);
+				if (munmap(p[kind], npages * page_size))
+					bench_fail("munmap: %s", strerror(errno));
+			}
+		}
+	}
+	for (int c = 0; c < NCHUNKED; c++)
+		for (int kind = 0; kind < 2; kind++) {
+			qsort(t[c][kind], n, sizeof(uint64_t), cmp_u64);
+			med[c][kind] = (double)t[c][kind][n / 2] / CHUNK_PAGES;
+			free(t[c][kind]);
+		}
+	printf("devfault --chunked: %zu chunks of %d pages, %d repetitions, median chunk\n",
+	       nchunks, CHUNK_PAGES, reps);
+	printf("%-16s %12s %12s %10s\n", "ns/page", "dev", "anon", "dev/anon");
+	for (int c = 0; c < NCHUNKED; c++)
+		printf("%-16s %12.1f %12.1f %10.3f\n", chunked_name[c],
+		       med[c][DEV], med[c][ANON], med[c][DEV] / med[c][ANON]);
+	printf("dev populate / anon touch %.3f; anon populate / anon touch %.3f\n",
+	       med[C_POPULATE][DEV] / med[C_TOUCH][ANON],
+	       med[C_POPULATE][ANON] / med[C_TOUCH][ANON]);
+}
+
 int main(int argc, char **argv)
 {
 	size_t npages = 16384;
-	int reps = 5, quick = 0, only = -1;
+	int reps = 5, quick = 0, only = -1, chunked = 0;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = ncpu > 4 ? 4 : ncpu < 2 ? 2 : (int)ncpu;
 	double ns[2][NTESTS], mins[2][NTESTS];
@@ -219,6 +318,8 @@ int main(int argc, char **argv)
 			quick = 1;
 			npages = 4096;
 			reps = 3;
+		} else if (strcmp(argv[i], "--chunked") == 0) {
+			chunked = 1;
 		} else if (strncmp(argv[i], "--pages=", 8) == 0) {
 			npages = strtoul(argv[i] + 8, NULL, 10);
 		} else if (strncmp(argv[i], "--reps=", 7) == 0) {
@@ -234,7 +335,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 		} else {
-			fprintf(stderr, "usage: %s [--quick] [--pages=N] [--reps=R] [--threads=T] [--test=NAME]\n",
+			fprintf(stderr, "usage: %s [--quick] [--pages=N] [--reps=R] [--threads=T] [--test=NAME] [--chunked]\n",
 				argv[0]);
 			return 2;
 		}
@@ -257,6 +358,11 @@ int main(int argc, char **argv)
 		bench_fail("UPALLOC_IOC_VERSION: %s", strerror(errno));
 	if (ver.max_region_bytes && npages * page_size > ver.max_region_bytes)
 		npages = ver.max_region_bytes / page_size;
+	if (chunked) {
+		run_chunked(npages, reps);
+		close(dev_fd);
+		return 0;
+	}
 
 	for (int test = 0; test < NTESTS; test++) {
 		uint64_t t[2][reps];
