@@ -38,8 +38,10 @@
  *    calloc_blocks, realloc_grow and fragment (build/bench/, --quick when
  *    --quick is given). Counted for the whole process tree: system calls
  *    (an inherited perf counter on raw_syscalls:sys_enter), page faults
- *    (wait4's ru_minflt: in these programs nearly all are first touches of
- *    allocated memory), CPU seconds (user + system) and wall seconds.
+ *    (wait4's ru_minflt), the module's fault count (UPALLOC_STATS=1 at
+ *    exit: first touches of device memory, the allocation path's; POPULATE
+ *    maps without faults), pages populated, CPU seconds (user + system,
+ *    io-wq included) and wall seconds.
  *
  *   uring_bench --lib build/userlib/libupalloc.so [--quick] [--reps R]
  *               [--lib-workloads trimfree,bigheap,calloc_blocks,...]
@@ -622,9 +624,8 @@ static int lib_bench(const char *self, const char *lib, const char *list,
 	printf("# libupalloc preloaded (%s); median of %u runs, modes "
 	       "interleaved; ahead = UPALLOC_URING_POPULATE_AHEAD=%s\n", lib,
 	       reps, getenv("UB_AHEAD"));
-	printf("# faults: the process's minflt (wait4, io-wq included); "
-	       "alloc.faults: the module's fault count minus the pages "
-	       "populate-ahead allocated\n");
+	printf("# faults: the process's minflt (wait4); alloc.faults: the "
+	       "module's fault count (device memory; populate takes none)\n");
 	printf("%-14s %-6s %12s %14s %10s %12s %10s %10s %10s\n", "workload",
 	       "mode", "syscalls", "per 1M frees", "faults", "alloc.faults",
 	       "populated", "cpu s", "wall s");
@@ -668,15 +669,13 @@ static int lib_bench(const char *self, const char *lib, const char *list,
 				cpu[mode][k] = r.cpu;
 				fl[mode][k] = (double)r.faults;
 				/*
-				 * Populate maps the pages it allocates through
-				 * the module's fault path, in io-wq: not the
-				 * allocation path. (The process's minflt also
-				 * counts populate's passes over pages that
-				 * were mapped already, the module's count
-				 * does not.)
+				 * The module's faults: since eb8b7ce POPULATE
+				 * maps its pages with vm_insert_pages(), no
+				 * fault, so these are the program's own (the
+				 * process's minflt also counts faults on other
+				 * memory: stacks, libraries, anonymous mmaps).
 				 */
-				af[mode][k] = (double)r.mod_faults -
-					      (double)r.populated;
+				af[mode][k] = (double)r.mod_faults;
 				pp[mode][k] = (double)r.populated;
 				sc[mode][k] = r.syscalls == UINT64_MAX ? -1 :
 					      (double)r.syscalls;
