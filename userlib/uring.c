@@ -49,15 +49,14 @@
 #define URING_DEFAULT_BATCH		32
 /*
  * Off unless asked for (e.g. 131072, the default top_pad). It works: in
- * the guest (tools/bench/URING.md, libupalloc preloaded) it removed 5-81 %
+ * the guest (tools/bench/URING.md, libupalloc preloaded) it removed 5-77 %
  * of the first-touch faults on the allocation path of bigheap,
- * calloc_blocks, realloc_grow, churn and fragment. But no workload ran
- * reliably faster, and churn and realloc_grow took 1.3-1.7x the CPU of
- * the ring alone on both kernels: the populate's io_uring_enter and
- * io-wq wake-up per break raise, the faults it takes in io-wq, and pages
- * populated that were never used (churn: 1990 populated for 1348 faults
- * saved) cost more than the faults saved, at least under TCG on 2 busy
- * cores. Earlier it had also raised a churning heap's faults (9589 ->
+ * calloc_blocks, realloc_grow, churn and fragment. But only realloc_grow
+ * ran faster, and churn took 1.6-1.7x the CPU of the ring alone on both
+ * kernels (fragment 1.5x on 6.1): the populate's io_uring_enter and io-wq
+ * wake-up per break raise and pages populated that were never used
+ * (churn: 2108 populated for 1433 faults saved) cost more than the faults
+ * saved, at least under TCG on 2 busy cores. Earlier it had also raised a churning heap's faults (9589 ->
  * 12813): pages populated for one growth were trimmed before use and
  * populated again, and a populate submitted the decommits queued for
  * their batch; both are fixed (fresh addresses only, never while
