@@ -250,6 +250,78 @@ static int scenario_fork(void)
 	return 0;
 }
 
+/*
+ * A daemon closes every descriptor (ours, the ring's) while trims wait in
+ * the ring, and opens files that get those numbers: the allocator must go
+ * on with ioctls on its own reopened descriptor, never touch those files,
+ * and calloc over the trimmed range must still read zero.
+ */
+static int scenario_closeall(void)
+{
+	size_t big = 1UL << 20;
+	char buf[64], path[] = "/tmp/upa-uring-closeall-XXXXXX";
+	int dirty = 0, k, fd, files[16], n = 0;
+	struct stat st;
+	char *p, *q;
+
+	thresholds();
+	p = malloc(big);
+	if (!p)
+		return 1;
+	memset(p, 0xab, big);
+	free(p);			/* a decommit queued on the ring */
+	{
+		struct upa_uring_stats us;
+
+		upa_uring_get_stats(&us);
+		printf("ring_was_active=%u\n", us.ring_active);
+	}
+	fd = mkstemp(path);
+	if (fd < 0)
+		return 1;
+	unlink(path);
+	close(fd);
+	fflush(stdout);
+	/* Everything but stdin/stdout/stderr, the ring's and ours included. */
+	for (fd = 3; fd < 1024; fd++)
+		close(fd);
+	/* Files under the numbers ours had (the lowest free ones, 400+). */
+	for (fd = 3; fd < 420 && n < 16; fd++) {
+		int f = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (f < 0)
+			break;
+		if (f >= 400)
+			files[n++] = f;
+	}
+	for (k = 0; k < 4; k++) {
+		q = calloc(1, big);
+		if (!q)
+			return 1;
+		dirty += not_zero(q, big);
+		memset(q, 0xcd, big);
+		free(q);
+	}
+	/* 12 MiB trimmed: over the 8 MiB bound, so the ring is entered. */
+	for (k = 0; k < 2; k++) {
+		q = calloc(1, 12UL << 20);
+		if (!q)
+			return 1;
+		dirty += not_zero(q, 12UL << 20);
+		memset(q, 0xef, 12UL << 20);
+		free(q);
+	}
+	/* The /dev/null files were not used by the allocator. */
+	for (k = 0; k < n; k++)
+		if (fstat(files[k], &st) || !S_ISCHR(st.st_mode) ||
+		    read(files[k], buf, sizeof(buf)) != 0)
+			dirty++;
+	printf("closeall_dirty=%d\n", dirty);
+	print_uring("");
+	printf("heap_check=%d\n", upa_heap_check());
+	return 0;
+}
+
 /* ---- the tests ---------------------------------------------------------- */
 
 /* Run this binary's scenario with UPALLOC_URING=ring; output in r. */
@@ -373,6 +445,24 @@ TEST_F(uring, fork_with_decommits_in_flight)
 	EXPECT_LE(1, probe_value(&ring, "child_fork_redone"));
 }
 
+TEST_F(uring, closing_every_descriptor_with_decommits_queued)
+{
+	struct probe_result ring, ioc;
+
+	if (!device_present())
+		SKIP(return, "/dev/upalloc is missing");
+	SCENARIO(ring, "closeall", 1);
+	if (probe_value(&ring, "ring_was_active") != 1)
+		SKIP(return, "no io_uring path");
+	SCENARIO(ioc, "closeall", 0);
+	EXPECT_EQ(0, probe_value(&ring, "closeall_dirty"));
+	EXPECT_EQ(0, probe_value(&ioc, "closeall_dirty"));
+	/* The ring's descriptor now names /dev/null: the ring was given up. */
+	EXPECT_EQ(0, probe_value(&ring, "ring_active"));
+	EXPECT_EQ(0, probe_value(&ring, "heap_check"));
+	EXPECT_EQ(0, probe_value(&ioc, "heap_check"));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--scenario")) {
@@ -384,6 +474,8 @@ int main(int argc, char **argv)
 			ret = scenario_calloc();
 		else if (!strcmp(argv[2], "fork"))
 			ret = scenario_fork();
+		else if (!strcmp(argv[2], "closeall"))
+			ret = scenario_closeall();
 		fflush(stdout);
 		return ret;
 	}
