@@ -7,6 +7,7 @@
  * keeps a region out of the child; a child that execs drops its share; and
  * once both are gone every page is freed.
  */
+#include <pthread.h>
 #include <sys/uio.h>
 
 #include "upalloc_test.h"
@@ -531,6 +532,89 @@ TEST_F(fork, grandchild_sees_child_snapshot)
 	}
 	EXPECT_EQ(0, wait_child_ok(pid));
 	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
+}
+
+/*
+ * Fork while another thread populates (with the batched, fault-free
+ * POPULATE of a region that never forked), decommits and writes the
+ * region: the child's snapshot stays stable while the parent goes on, the
+ * child's writes never reach the parent, and nothing leaks. A fresh
+ * region each round, since a fork switches its region to the
+ * copy-on-write mode for good.
+ */
+#define RACE_PAGES	64
+#define RACE_ROUNDS	20
+#define CHILD_MARK	0x7f	/* the populater's marks stay below 100 */
+
+struct populater {
+	int fd;
+	char *p;
+	volatile bool stop;
+	int rounds, errors;
+};
+
+static void *populater_main(void *arg)
+{
+	struct populater *w = arg;
+	uint64_t nr;
+
+	while (!w->stop) {
+		if (upa_decommit(w->fd, w->p, PAGES(RACE_PAGES), &nr) ||
+		    upa_populate(w->fd, w->p, PAGES(RACE_PAGES), &nr))
+			w->errors++;
+		write_pages(w->p, 0, RACE_PAGES, (char)(w->rounds % 100));
+		w->rounds++;
+	}
+	return NULL;
+}
+
+TEST_F(fork, forks_during_populate_keep_snapshots_isolated)
+{
+	struct upa_stats before, after;
+	int round, bad_parent = 0;
+
+	NEED_DEVICE();
+	READ_STATS(&before);
+	for (round = 0; round < RACE_ROUNDS; round++) {
+		struct populater w = { .fd = self->fd };
+		pthread_t thread;
+		pid_t pid;
+		size_t i;
+
+		w.p = upa_map(self->fd, PAGES(RACE_PAGES), 0);
+		ASSERT_NE(NULL, w.p);
+		ASSERT_EQ(0, pthread_create(&thread, NULL, populater_main, &w));
+		usleep(1000 + 500 * (round % 4));
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			char a[RACE_PAGES], b[RACE_PAGES];
+
+			for (i = 0; i < RACE_PAGES; i++)
+				a[i] = w.p[PAGES(i)];
+			usleep(2000);
+			for (i = 0; i < RACE_PAGES; i++)
+				b[i] = w.p[PAGES(i)];
+			CHILD_CHECK(memcmp(a, b, sizeof(a)) == 0);
+			write_pages(w.p, 0, RACE_PAGES, CHILD_MARK);
+			for (i = 0; i < RACE_PAGES; i++)
+				CHILD_CHECK(w.p[PAGES(i)] == CHILD_MARK);
+			_exit(0);
+		}
+		EXPECT_EQ(0, wait_child_ok(pid));
+		w.stop = true;
+		ASSERT_EQ(0, pthread_join(thread, NULL));
+		EXPECT_EQ(0, w.errors);
+		for (i = 0; i < RACE_PAGES; i++)
+			if (w.p[PAGES(i)] == CHILD_MARK)
+				bad_parent++;
+		ASSERT_EQ(0, munmap(w.p, PAGES(RACE_PAGES)));
+	}
+	EXPECT_EQ(0, bad_parent);
+	READ_STATS(&after);
+	EXPECT_EQ(0, STAT_DELTA(after, before, pages_live));
+	/* Each fork clones the fixture's region too. */
+	EXPECT_EQ(2 * RACE_ROUNDS, STAT_DELTA(after, before, forks));
 }
 
 UPALLOC_TEST_MAIN
