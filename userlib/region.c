@@ -183,6 +183,29 @@ static bool heaps_lower_kept(struct upa_arena *a)
 	return did;
 }
 
+/*
+ * -ENOMEM from the page source while deferred trims keep commit (the
+ * device's limits count every heap up to its break): move down the kept
+ * breaks of every arena that can be locked without waiting (the caller
+ * may hold one), so that a retry succeeds where it would have without the
+ * ring. True when a break moved.
+ */
+static bool kept_give_back_all(void)
+{
+	struct upa_arena *a;
+	bool did = false;
+
+	for (a = upa_arena_list; a;
+	     a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
+		if (a->quarantined || !upa_lock_try(&a->lock))
+			continue;
+		if (heaps_lower_kept(a))
+			did = true;
+		upa_unlock(&a->lock);
+	}
+	return did;
+}
+
 /* Make the rest of heap h, from c on, the arena's top chunk. */
 static void top_install(struct upa_arena *a, struct upa_heap *h,
 			struct upa_chunk *c, size_t prev_inuse)
@@ -204,6 +227,8 @@ int upa_region_new_arena_heap(struct upa_arena **out)
 	int err;
 
 	err = heap_new(NULL, need, &h);
+	if (err == -ENOMEM && kept_give_back_all())
+		err = heap_new(NULL, need, &h);
 	if (err)
 		return err;
 	a = (struct upa_arena *)(h + 1);
@@ -291,7 +316,8 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 		if (new_size <= h->reserve) {
 			fresh_from = (char *)h + h->brk;
 			err = heap_raise(a, h, new_size);
-			if (err == -ENOMEM && heaps_lower_kept(a))
+			if (err == -ENOMEM &&
+			    (heaps_lower_kept(a) | kept_give_back_all()))
 				err = heap_raise(a, h, new_size);
 			if (err && new_size != bare) {
 				new_size = bare;
@@ -314,7 +340,7 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 		need += upa_mp.top_pad;
 	err = heap_new(a, need, &nh);
 	/* The device's limits count the commit deferred trims kept. */
-	if (err == -ENOMEM && heaps_lower_kept(a))
+	if (err == -ENOMEM && (heaps_lower_kept(a) | kept_give_back_all()))
 		err = heap_new(a, need, &nh);
 	if (err)
 		return err;
@@ -444,6 +470,7 @@ struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align,
 	struct upa_chunk *c;
 	void *base;
 	char *mem;
+	int err;
 
 	if (align < UPA_ALIGN)
 		align = UPA_ALIGN;
@@ -454,7 +481,12 @@ struct upa_chunk *upa_region_mmap_chunk(size_t nb, size_t align,
 	if (len < nb)
 		return NULL;
 	len = upa_align_up(len, upa_page_size);
-	if (len < nb || src->map(len, &base))
+	if (len < nb)
+		return NULL;
+	err = src->map(len, &base);
+	if (err == -ENOMEM && kept_give_back_all())
+		err = src->map(len, &base);
+	if (err)
 		return NULL;
 	mem = (char *)upa_align_up((uintptr_t)base + UPA_HEADER, align);
 	c = mem_chunk(mem);

@@ -322,6 +322,40 @@ static int scenario_closeall(void)
 	return 0;
 }
 
+/*
+ * Under a per-process commit limit (set by the test): a heap block freed
+ * and trimmed through the ring keeps its commit (the break stays), and a
+ * large block that only fits once that commit is given back must still
+ * be allocated, as it is without the ring.
+ */
+static int scenario_limit(void)
+{
+	size_t heap_block = 30UL << 20, big = 70UL << 20;
+	struct upalloc_proc_stats ps;
+	char *p, *q;
+
+	thresholds();
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);	/* the largest: 30 MiB on the heap */
+	p = malloc(heap_block);
+	if (!p)
+		return 1;
+	memset(p, 0xab, heap_block);
+	free(p);			/* trimmed; the commit stays with the ring */
+	dev_proc_stats(&ps);
+	printf("committed_before=%llu\n",
+	       (unsigned long long)ps.pages_committed);
+	/* Larger than a heap: only an mmapped chunk can hold it. */
+	q = malloc(big);
+	printf("big_ok=%d\n", q != NULL);
+	if (q) {
+		memset(q, 1, big);
+		free(q);
+	}
+	print_uring("");
+	printf("heap_check=%d\n", upa_heap_check());
+	return 0;
+}
+
 /* ---- the tests ---------------------------------------------------------- */
 
 /* Run this binary's scenario with UPALLOC_URING=ring; output in r. */
@@ -463,6 +497,49 @@ TEST_F(uring, closing_every_descriptor_with_decommits_queued)
 	EXPECT_EQ(0, probe_value(&ioc, "heap_check"));
 }
 
+#define LIMIT_PARAM "/sys/module/upalloc/parameters/max_pages_per_process"
+
+static int limit_set(const char *value, char *old, size_t oldsz)
+{
+	int fd = open(LIMIT_PARAM, O_RDWR | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	if (old) {
+		n = read(fd, old, oldsz - 1);
+		old[n > 0 ? n : 0] = '\0';
+		lseek(fd, 0, SEEK_SET);
+	}
+	n = write(fd, value, strlen(value));
+	close(fd);
+	return n == (ssize_t)strlen(value) ? 0 : -1;
+}
+
+TEST_F(uring, kept_commit_is_given_back_under_a_limit)
+{
+	struct probe_result ring, ioc;
+	char old[32];
+
+	if (!device_present())
+		SKIP(return, "/dev/upalloc is missing");
+	/* 90 MiB: the 70 MiB block fits only without the 30 MiB kept. */
+	if (limit_set("23040", old, sizeof(old)))
+		SKIP(return, "cannot set " LIMIT_PARAM);
+	run_scenario(&ring, "limit", 1);
+	run_scenario(&ioc, "limit", 0);
+	limit_set(old, NULL, 0);
+	ASSERT_TRUE(WIFEXITED(ring.status) && WEXITSTATUS(ring.status) == 0);
+	ASSERT_TRUE(WIFEXITED(ioc.status) && WEXITSTATUS(ioc.status) == 0);
+	NEED_RING(ring);
+	/* The ring run did keep the commit; the ioctl run gave it back. */
+	EXPECT_LE(7000, probe_value(&ring, "committed_before"));
+	EXPECT_GT(2000, probe_value(&ioc, "committed_before"));
+	EXPECT_EQ(1, probe_value(&ioc, "big_ok"));
+	EXPECT_EQ(1, probe_value(&ring, "big_ok"));
+	EXPECT_EQ(0, probe_value(&ring, "heap_check"));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--scenario")) {
@@ -476,6 +553,8 @@ int main(int argc, char **argv)
 			ret = scenario_fork();
 		else if (!strcmp(argv[2], "closeall"))
 			ret = scenario_closeall();
+		else if (!strcmp(argv[2], "limit"))
+			ret = scenario_limit();
 		fflush(stdout);
 		return ret;
 	}
