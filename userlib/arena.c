@@ -269,12 +269,50 @@ static void fork_child(void)
 	upa_region_fork_child();
 }
 
+/*
+ * When the handler is registered. A single-threaded process needs none:
+ * its fork child is a copy of the one thread, which resumes whatever it
+ * was doing (a fork from a signal handler that interrupted malloc: the
+ * child returns from the handler into that malloc, which completes and
+ * unlocks; calling malloc from the handler itself is not allowed in the
+ * parent either). So the handler is registered (upa_fork_register_threaded)
+ * by the first lock taken while __libc_single_threaded is false, before
+ * that lock is taken, and by init with the device backend, whose child
+ * handler must run after every fork. Invariant: no upalloc lock is held
+ * by a thread of a multi-threaded process unless the handler is
+ * registered, or was when the thread took it, because:
+ *  - the flag turns false in pthread_create, never while the only thread
+ *    holds a lock (glue.h), so locks taken single-threaded are all free
+ *    by then;
+ *  - later every lock acquisition checks upa_fork_ready first; threads
+ *    that find it clear wait for the one registering, holding no lock
+ *    (any lock they held would have been taken after the same check);
+ *  - glibc's fork and pthread_atfork exclude each other (its atfork
+ *    lock), so a fork either runs the handler or happens while the
+ *    registering and waiting threads hold no upalloc lock.
+ * pthread_atfork may allocate: a lock taken by the registering thread
+ * inside it proceeds (registering); fork cannot run meanwhile.
+ */
+int upa_fork_ready;
+static int fork_register_started;
+static __thread bool fork_registering;
+
 void upa_fork_register(void)
 {
-	static int registered;
-
-	if (__atomic_exchange_n(&registered, 1, __ATOMIC_ACQ_REL))
+	if (__atomic_exchange_n(&fork_register_started, 1, __ATOMIC_ACQ_REL)) {
+		while (!__atomic_load_n(&upa_fork_ready, __ATOMIC_ACQUIRE) &&
+		       !fork_registering)
+			sched_yield();
 		return;
+	}
+	fork_registering = true;
 	/* No prepare or parent handler: nothing is locked across fork. */
 	pthread_atfork(NULL, NULL, fork_child);
+	fork_registering = false;
+	__atomic_store_n(&upa_fork_ready, 1, __ATOMIC_RELEASE);
+}
+
+UPA_COLD void upa_fork_register_threaded(void)
+{
+	upa_fork_register();
 }

@@ -74,6 +74,15 @@ static inline bool upa_single_threaded(void)
 	return __libc_single_threaded;
 }
 
+/*
+ * The fork handler (arena.c) is registered on the first lock taken once
+ * the process has threads: registering it touches a part of libc (the
+ * fork code) that a program which never forks would not otherwise map,
+ * ~64-120 KiB of resident text. 1 once it is registered. See arena.c.
+ */
+extern int upa_fork_ready UPA_HIDDEN;
+void upa_fork_register_threaded(void) UPA_HIDDEN;
+
 static inline bool upa_lock_try(struct upa_lock *l)
 {
 	int expected = 0;
@@ -86,6 +95,8 @@ static inline bool upa_lock_try(struct upa_lock *l)
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		return true;
 	}
+	if (unlikely(!__atomic_load_n(&upa_fork_ready, __ATOMIC_ACQUIRE)))
+		upa_fork_register_threaded();
 	return __atomic_compare_exchange_n(&l->word, &expected, 1, false,
 					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }

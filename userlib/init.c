@@ -4,7 +4,8 @@
  * thread, before or after constructors, without malloc: the page size and
  * the thread-cache key come from the auxiliary vector, the options from
  * environ (options.c). Also the library constructor, which registers the
- * fork handler early (before the program can start threads).
+ * fork handler early with the device backend (before the program can
+ * start threads; see arena.c for the mmap backend).
  */
 #include <sys/auxv.h>
 #include <sys/random.h>
@@ -82,8 +83,13 @@ void upa_init_slow(void)
 	upa_arena_init(&upa_main_arena, 0);
 	__atomic_store_n(&upa_initialized, 1, __ATOMIC_RELEASE);
 	upa_unlock(&init_lock);
-	/* pthread_atfork may allocate: we are ready for that now. */
-	upa_fork_register();
+	/*
+	 * The device's fork handler must run in every child; otherwise the
+	 * handler waits for the first thread (arena.c). pthread_atfork may
+	 * allocate: we are ready for that now.
+	 */
+	if (upa_region_is_device())
+		upa_fork_register();
 }
 
 __attribute__((constructor)) static void upa_constructor(void)

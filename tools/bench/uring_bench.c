@@ -722,6 +722,16 @@ static void usage(void)
 	exit(2);
 }
 
+/*
+ * uring.c alone: glue.h's locks register the library's fork handler (in
+ * arena.c) once the process has threads; this program has none to register.
+ */
+int upa_fork_ready = 1;
+void upa_fork_register_threaded(void);
+void upa_fork_register_threaded(void)
+{
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
