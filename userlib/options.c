@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 #include "tcache.h"
@@ -131,9 +132,14 @@ int upa_option_set(int param, int value)
 	return 0;
 }
 
-static char proc_environ[65536];
+/*
+ * Fallback when environ is not set yet: "A=1\0B=2\0...", mapped on first
+ * use (rarely needed; as static data its 64 KiB of .bss sat between the
+ * library's other static variables and spread them over one more page).
+ */
+#define PROC_ENVIRON_SIZE 65536
+static char *proc_environ;
 
-/* Fallback when environ is not set yet: "A=1\0B=2\0...". */
 static const char *proc_getenv(const char *name, size_t len)
 {
 	static bool loaded;
@@ -147,13 +153,22 @@ static const char *proc_getenv(const char *name, size_t len)
 		loaded = true;
 		if (fd < 0)
 			return NULL;
-		while (used < sizeof(proc_environ) - 1 &&
-		       (n = read(fd, proc_environ + used,
-				 sizeof(proc_environ) - 1 - used)) > 0)
+		p = mmap(NULL, PROC_ENVIRON_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			close(fd);
+			return NULL;
+		}
+		while (used < PROC_ENVIRON_SIZE - 1 &&
+		       (n = read(fd, p + used,
+				 PROC_ENVIRON_SIZE - 1 - used)) > 0)
 			used += (size_t)n;
 		close(fd);
-		proc_environ[used] = '\0';
+		p[used] = '\0';
+		proc_environ = p;
 	}
+	if (!proc_environ)
+		return NULL;
 	for (p = proc_environ; *p; p += strlen(p) + 1)
 		if (!strncmp(p, name, len) && p[len] == '=')
 			return p + len + 1;
