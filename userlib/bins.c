@@ -17,15 +17,16 @@
  *               cleared lazily when a scan finds the bin empty. So a clear
  *               bit means an empty bin; a set bit means "look".
  *
- * The bin heads are sentinel chunks whose fd/bk close the circular lists
- * (their fd_nextsize/bk_nextsize point to themselves and are never used).
+ * The bin heads are sentinel chunks whose fd/bk close the circular lists;
+ * only their fd/bk exist (upa_bin_at() in internal.h); their other fields
+ * overlap the neighbouring heads and are never written.
  * All functions run with the arena's lock held.
  */
 #include "internal.h"
 
 static inline struct upa_chunk *bin_head(struct upa_arena *a, unsigned int i)
 {
-	return &a->bins[i];
+	return upa_bin_at(a, i);
 }
 
 static inline void binmap_mark(struct upa_arena *a, unsigned int i)
@@ -42,11 +43,11 @@ void upa_bins_init(struct upa_arena *a)
 {
 	unsigned int i;
 
-	for (i = 0; i < UPA_NBINS; i++) {
+	/* <= : the spare head too, so that no head's fd_nextsize is NULL. */
+	for (i = 0; i <= UPA_NBINS; i++) {
 		struct upa_chunk *h = bin_head(a, i);
 
 		h->fd = h->bk = h;
-		h->fd_nextsize = h->bk_nextsize = h;
 	}
 	for (i = 0; i < UPA_BINMAP_WORDS; i++)
 		a->binmap[i] = 0;

@@ -177,7 +177,7 @@ static int check_bins(struct check *ck, struct upa_arena *a,
 	*nfree = 0;
 	*free_bytes = 0;
 	for (i = UPA_UNSORTED; i < UPA_NBINS; i++) {
-		struct upa_chunk *head = &a->bins[i], *c;
+		struct upa_chunk *head = upa_bin_at(a, i), *c;
 		size_t prev_size = 0;
 		unsigned long n = 0;
 

@@ -269,7 +269,18 @@ struct upa_arena {
 	uint64_t binmap[UPA_BINMAP_WORDS];
 	struct upa_chunk *fastbins[UPA_NFASTBINS];
 	struct upa_arena_stats st;
-	struct upa_chunk bins[UPA_NBINS];	/* list heads (fd, bk only) */
+	/*
+	 * List heads, fd and bk only (as glibc): upa_bin_at(a, i) is a
+	 * chunk pointer 16 bytes before bins[2 * i], so its fd/bk are
+	 * bins[2i], bins[2i + 1]; its prev_size/size (the previous head's
+	 * links) are never read or written; its fd_nextsize is the next
+	 * head's fd, never NULL (upa_bin_unlink() tests the fd_nextsize of
+	 * a chunk that may be a head), hence one spare head after the
+	 * last. A third of the size of whole chunks as heads: the main
+	 * arena is static data, written whole at init (two pages fewer),
+	 * and every other arena sits in its first heap.
+	 */
+	struct upa_chunk *bins[2 * (UPA_NBINS + 1)];
 	/*
 	 * Remote frees (free.c): chunks of this arena freed by threads that
 	 * use another arena, pushed without the lock (one CAS per batch) and
@@ -289,6 +300,14 @@ struct upa_arena {
 };
 
 extern struct upa_arena upa_main_arena;
+
+/* The head of bin i (0 <= i <= UPA_NBINS; UPA_NBINS: the spare). */
+static inline struct upa_chunk *upa_bin_at(struct upa_arena *a,
+					   unsigned int i)
+{
+	return (struct upa_chunk *)((char *)&a->bins[2 * i] -
+				    offsetof(struct upa_chunk, fd));
+}
 
 /* The NON_MAIN_ARENA bit every chunk of arena a carries. */
 static inline size_t upa_arena_flag(const struct upa_arena *a)

@@ -140,7 +140,7 @@ static void tcache_refill(struct upa_arena *a, size_t nb)
  */
 static void *bins_search(struct upa_arena *a, size_t nb)
 {
-	struct upa_chunk *head = &a->bins[UPA_UNSORTED];
+	struct upa_chunk *head = upa_bin_at(a, UPA_UNSORTED);
 	struct upa_tcache *tc = &upa_tc;
 	size_t tidx = tcache_index(nb);
 	bool stashed = false;

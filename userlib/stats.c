@@ -168,7 +168,7 @@ static void arena_totals(struct upa_arena *a, struct arena_totals *t)
 	t->top = upa_top_size(a);
 	t->st = a->st;
 	for (i = UPA_UNSORTED; i < UPA_NBINS; i++) {
-		struct upa_chunk *head = &a->bins[i], *c;
+		struct upa_chunk *head = upa_bin_at(a, i), *c;
 
 		for (c = head->fd; c != head; c = c->fd) {
 			t->free_chunks++;
@@ -621,7 +621,7 @@ static void collect_chunks(struct upa_arena *a, struct chunk_scratch *cs)
 			mark_chunk(cs, c, CS_FAST);
 	}
 	{
-		struct upa_chunk *head = &a->bins[UPA_UNSORTED], *c;
+		struct upa_chunk *head = upa_bin_at(a, UPA_UNSORTED), *c;
 
 		for (c = head->fd; c != head; c = c->fd)
 			mark_chunk(cs, c, CS_UNSORTED);
@@ -697,7 +697,7 @@ static void info_arena(struct upa_arena *a, struct info_ctx *ctx)
 	upa_lock(&a->lock);
 	arena_totals(a, &t);
 	for (i = UPA_UNSORTED; i < UPA_NBINS; i++) {
-		struct upa_chunk *head = &a->bins[i], *c;
+		struct upa_chunk *head = upa_bin_at(a, i), *c;
 
 		for (c = head->fd; c != head; c = c->fd) {
 			bs->count[i]++;
