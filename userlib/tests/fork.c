@@ -7,7 +7,8 @@
  * as failure: threads forking while other threads hold FILE locks inside
  * getline() and the stdio list lock inside fflush(NULL); and a
  * single-threaded process forking from a signal handler that interrupted
- * malloc or free.
+ * malloc or free. And a thread that never allocated forking while the main
+ * thread allocates (the fork handler is registered lazily).
  */
 #include <stdatomic.h>
 #include <sys/time.h>
@@ -453,6 +454,77 @@ TEST_F_TIMEOUT(fork, fork_from_signal_handler_during_malloc_does_not_deadlock,
 {
 	run_fork_workload(_metadata, signal_fork_workload,
 			  progress_map(_metadata), HANDLER_FORKS, 240);
+}
+
+/*
+ * ---- pattern 3: a thread that never allocated forks while the main
+ * thread is inside malloc and free ----
+ *
+ * The fork handler is registered lazily (arena.c: on the first lock
+ * taken once the process has threads): here by the main thread, since
+ * the forking thread never enters the allocator before its fork. A
+ * child that inherits the main arena locked must still allocate.
+ */
+
+#define QUIET_FORKS 60
+
+static atomic_int quiet_stop, quiet_failures;
+
+static void *quiet_forker(void *arg)
+{
+	struct progress *pr = arg;
+	int i, st;
+
+	for (i = 0; i < QUIET_FORKS; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			atomic_fetch_add(&quiet_failures, 1);
+			break;
+		}
+		if (pid == 0) {
+			alarm(10);	/* a deadlocked child must not linger */
+			_exit(child_allocates());
+		}
+		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0)
+			atomic_fetch_add(&quiet_failures, 1);
+		atomic_fetch_add(&pr->forks_done, 1);
+	}
+	atomic_store(&quiet_stop, 1);
+	return NULL;
+}
+
+static int quiet_fork_workload(void *progress)
+{
+	void *keep[32] = { NULL };
+	unsigned int x = 5;
+	pthread_t t;
+	int i;
+
+	if (pthread_create(&t, NULL, quiet_forker, progress))
+		return 20;
+	/* Above the thread cache: every call takes the arena lock. */
+	while (!atomic_load(&quiet_stop)) {
+		int slot;
+
+		x = x * 1103515245 + 12345;
+		slot = (x >> 8) % 32;
+		free(keep[slot]);
+		keep[slot] = malloc(5000 + (x >> 16) % 4000);
+	}
+	pthread_join(t, NULL);
+	for (i = 0; i < 32; i++)
+		free(keep[i]);
+	if (atomic_load(&quiet_failures))
+		return 11;
+	return upa_heap_check() ? 12 : 0;
+}
+
+TEST_F_TIMEOUT(fork, fork_by_a_thread_that_never_allocated, 330)
+{
+	run_fork_workload(_metadata, quiet_fork_workload,
+			  progress_map(_metadata), QUIET_FORKS, 240);
 }
 
 TEST_HARNESS_MAIN
