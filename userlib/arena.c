@@ -265,6 +265,8 @@ static void fork_child(void)
 	if (tc->arena)
 		tc->arena->attached = 1;
 	reuse_cursor = NULL;
+	/* This handler runs: it is registered in the child too. */
+	__atomic_store_n(&upa_fork_ready, 1, __ATOMIC_RELAXED);
 	upa_threads_after_fork_child();
 	upa_region_fork_child();
 }
@@ -285,8 +287,9 @@ static void fork_child(void)
  *    holds a lock (glue.h), so locks taken single-threaded are all free
  *    by then;
  *  - later every lock acquisition checks upa_fork_ready first; threads
- *    that find it clear wait for the one registering, holding no lock
- *    (any lock they held would have been taken after the same check);
+ *    that find it clear wait (pthread_once) for the one registering,
+ *    holding no lock (any lock they held would have been taken after the
+ *    same check);
  *  - glibc's fork and pthread_atfork exclude each other (its atfork
  *    lock), so a fork either runs the handler or happens while the
  *    registering and waiting threads hold no upalloc lock.
@@ -294,22 +297,31 @@ static void fork_child(void)
  * inside it proceeds (registering); fork cannot run meanwhile.
  */
 int upa_fork_ready;
-static int fork_register_started;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static __thread bool fork_registering;
 
-void upa_fork_register(void)
+static void fork_register_once(void)
 {
-	if (__atomic_exchange_n(&fork_register_started, 1, __ATOMIC_ACQ_REL)) {
-		while (!__atomic_load_n(&upa_fork_ready, __ATOMIC_ACQUIRE) &&
-		       !fork_registering)
-			sched_yield();
-		return;
-	}
 	fork_registering = true;
 	/* No prepare or parent handler: nothing is locked across fork. */
 	pthread_atfork(NULL, NULL, fork_child);
 	fork_registering = false;
 	__atomic_store_n(&upa_fork_ready, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * pthread_once, not a flag of our own: a fork by another thread while the
+ * registration is under way (before pthread_atfork takes glibc's atfork
+ * lock) leaves a child in which nobody would finish it; glibc's
+ * pthread_once restarts an initialisation interrupted by fork. A fork
+ * after the handler is in but before upa_fork_ready is set runs
+ * fork_child(), which sets it.
+ */
+void upa_fork_register(void)
+{
+	if (fork_registering)
+		return;
+	pthread_once(&fork_once, fork_register_once);
 }
 
 UPA_COLD void upa_fork_register_threaded(void)
