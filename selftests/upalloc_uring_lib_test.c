@@ -23,6 +23,16 @@
 #include "upalloc_test.h"
 #include "../userlib/uring.h"
 
+/*
+ * uring.c is linked alone here: glue.h's locks register the library's
+ * fork handler (arena.c) once the process has threads; there is none.
+ */
+int upa_fork_ready = 1;
+void upa_fork_register_threaded(void);
+void upa_fork_register_threaded(void)
+{
+}
+
 FIXTURE(uring_lib) {
 	int fd;
 };
