@@ -368,8 +368,7 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 			       upa_arena_of(mem_chunk(tc->head[i])) == a) {
 				e = tcache_pop_counted(tc, i);
 				e->key = key;
-				last->next = ((uintptr_t)&last->next >> 12) ^
-					     (uintptr_t)e;
+				last->next = fastbin_protect(&last->next, e);
 				last = e;
 				n++;
 			}
@@ -377,7 +376,7 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 	}
 	head = __atomic_load_n(&a->remote, __ATOMIC_RELAXED);
 	do {
-		last->next = ((uintptr_t)&last->next >> 12) ^ (uintptr_t)head;
+		last->next = fastbin_protect(&last->next, head);
 	} while (!__atomic_compare_exchange_n(&a->remote, &head, first, true,
 					      __ATOMIC_RELEASE,
 					      __ATOMIC_RELAXED));

@@ -223,7 +223,7 @@ static inline void tcache_push_any(struct upa_tcache *tc, size_t idx,
 {
 	struct upa_tcache_entry **head = tcache_headp(tc, idx);
 
-	e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)*head;
+	e->next = fastbin_protect(&e->next, *head);
 	e->key = upa_tcache_key;
 	*head = e;
 	(*tcache_roomp(tc, idx))--;
