@@ -249,14 +249,14 @@ static void uring_configure(void)
 	U.configured = true;
 }
 
-/* ---- the ring (liburing) ------------------------------------------------ */
-
-#ifdef UPA_HAVE_LIBURING
-
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
 	return a < b + blen && b < a + alen;
 }
+
+/* ---- the ring (liburing) ------------------------------------------------ */
+
+#ifdef UPA_HAVE_LIBURING
 
 static void failed_note(uint64_t addr, uint64_t len)
 {
@@ -868,7 +868,7 @@ int upa_uring_reclaim(void *addr, size_t len)
 	if (!__atomic_load_n(&U.nr_busy, __ATOMIC_ACQUIRE)) {
 		uint64_t lo = U.failed_lo, hi = U.failed_hi;
 
-		return hi && (uintptr_t)addr < hi && lo < (uintptr_t)addr + len;
+		return hi && ranges_overlap((uintptr_t)addr, len, lo, hi - lo);
 	}
 	dirty = 0;
 	if (uring_lock(false)) {
@@ -1006,8 +1006,8 @@ bool upa_uring_decommit_pending(void *addr, size_t len)
 			struct uring_slot *s = &U.slots[i];
 
 			if (s->state != SLOT_FREE && s->op == OP_DECOMMIT &&
-			    s->cmd.addr < (uintptr_t)addr + len &&
-			    (uintptr_t)addr < s->cmd.addr + s->cmd.len)
+			    ranges_overlap(s->cmd.addr, s->cmd.len,
+					   (uintptr_t)addr, len))
 				hit = true;
 		}
 		uring_unlock();
