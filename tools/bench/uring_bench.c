@@ -68,6 +68,7 @@
 
 #include "uapi/upalloc.h"
 #include "uring.h"
+#include "syscall_counter.h"
 
 #define CHUNK_PAGES	4		/* pages given back per free */
 #define GROW_STEP	(128 * 1024UL)	/* break raise, like M_TOP_PAD */
@@ -98,49 +99,6 @@ static void die(const char *what)
 {
 	fprintf(stderr, "uring_bench: %s: %s\n", what, strerror(errno));
 	exit(1);
-}
-
-/*
- * A counter of this thread's system calls (with inherit: of this process's
- * threads and children too), or -1 without perf/tracefs.
- */
-static int syscall_counter_open_flags(int inherit)
-{
-	static const char *const ids[] = {
-		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
-		"/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
-	};
-	struct perf_event_attr attr;
-	unsigned long long id = 0;
-	size_t i;
-	FILE *f;
-
-	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-		f = fopen(ids[i], "re");
-		if (!f)
-			continue;
-		if (fscanf(f, "%llu", &id) != 1)
-			id = 0;
-		fclose(f);
-		if (id)
-			break;
-	}
-	if (!id)
-		return -1;
-	memset(&attr, 0, sizeof(attr));
-	attr.type = PERF_TYPE_TRACEPOINT;
-	attr.size = sizeof(attr);
-	attr.config = id;
-	attr.disabled = 1;
-	attr.sample_period = 0;
-	attr.inherit = inherit ? 1 : 0;
-	return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1,
-			    PERF_FLAG_FD_CLOEXEC);
-}
-
-static int syscall_counter_open(void)
-{
-	return syscall_counter_open_flags(0);
 }
 
 static uint64_t counter_read(int fd)
@@ -415,7 +373,7 @@ static int run_job(const struct job *j, bool ring, size_t frees,
 		upa_uring_attach(dev, NULL);
 		if (ring && !upa_uring_available())
 			_exit(77);
-		counter = syscall_counter_open();
+		counter = syscall_counter_open(0);
 		if (j->kind < 0)
 			bench_frees(frees, &m, counter);
 		else
@@ -502,14 +460,6 @@ static int lib_job_bigheap(size_t heap_bytes)
 	return 0;
 }
 
-/* System calls of this process and of its children (counted on exit). */
-static int tree_counter_open(void)
-{
-	int fd = syscall_counter_open_flags(1);
-
-	return fd;
-}
-
 struct lib_result {
 	double wall, cpu;
 	uint64_t syscalls, faults, ops;
@@ -533,7 +483,7 @@ static uint64_t stats_value(const char *text, const char *name)
 static int lib_run(char *const argv[], const char *lib, int mode,
 		   struct lib_result *res)
 {
-	int counter = tree_counter_open(), ofd, efd, status;
+	int counter = syscall_counter_open(1), ofd, efd, status;
 	static char out[65536];
 	struct rusage ru;
 	const char *s;

@@ -17,43 +17,13 @@
 
 #include "upa_test.h"
 #include "userlib/uring.h"
+#include "tools/bench/syscall_counter.h"
 
 #define BLOCK		(128UL << 10)	/* one trim each, below the mmap threshold */
 #define BLOCKS		64
 #define ROUNDS		8
 
 /* ---- the scenarios (run in the exec'd child) ---------------------------- */
-
-/* A counter of this thread's system calls (perf, tracefs), or -1. */
-static int syscall_counter_open(void)
-{
-	static const char *const ids[] = {
-		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
-		"/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
-	};
-	struct perf_event_attr attr;
-	unsigned long long id = 0;
-	size_t i;
-	FILE *f;
-
-	for (i = 0; i < sizeof(ids) / sizeof(ids[0]) && !id; i++) {
-		f = fopen(ids[i], "re");
-		if (!f)
-			continue;
-		if (fscanf(f, "%llu", &id) != 1)
-			id = 0;
-		fclose(f);
-	}
-	if (!id)
-		return -1;
-	memset(&attr, 0, sizeof(attr));
-	attr.type = PERF_TYPE_TRACEPOINT;
-	attr.size = sizeof(attr);
-	attr.config = id;
-	attr.disabled = 1;
-	return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1,
-			    PERF_FLAG_FD_CLOEXEC);
-}
 
 static long long counter_read(int fd)
 {
@@ -123,7 +93,7 @@ static int scenario_trims(void)
 	if (trims_round(0))
 		return 1;
 	upa_uring_flush();
-	cfd = syscall_counter_open();
+	cfd = syscall_counter_open(0);
 	stats_read(&before);
 	dev_proc_stats(&ps0);
 	if (cfd >= 0)
