@@ -145,13 +145,34 @@ TEST_F(integrity, double_free_of_normal_chunk_aborts)
 		     "double free or corruption (!prev)");
 }
 
-static void *alloc_in_thread(void *arg)
-{
-	void **p = arg;
+struct other_thread_blocks {
+	void **p;
+	int big;
+};
 
-	p[0] = malloc(5000);	/* above the thread cache */
-	p[1] = malloc(100);	/* guard: p[0] does not border the top */
+static void *alloc_blocks(void *arg)
+{
+	struct other_thread_blocks *b = arg;
+	int i;
+
+	for (i = 0; i < b->big; i++)
+		b->p[i] = malloc(5000);	/* above the thread cache */
+	b->p[i] = malloc(100);	/* guard: p[big - 1] does not border the top */
 	return NULL;
+}
+
+/*
+ * p[0 .. big - 1]: blocks above the thread cache from another thread's
+ * arena (so this thread's frees of them go to that arena's remote list),
+ * p[big] a guard block after them. False when no thread could run.
+ */
+static bool alloc_in_other_thread(void **p, int big)
+{
+	struct other_thread_blocks b = { p, big };
+	pthread_t t;
+
+	return !pthread_create(&t, NULL, alloc_blocks, &b) &&
+	       !pthread_join(t, NULL);
 }
 
 /*
@@ -162,10 +183,8 @@ static void *alloc_in_thread(void *arg)
 static void double_free_remote(void)
 {
 	static void *p[2];
-	pthread_t t;
 
-	if (pthread_create(&t, NULL, alloc_in_thread, p) ||
-	    pthread_join(t, NULL))
+	if (!alloc_in_other_thread(p, 1))
 		return;
 	free(p[0]);
 	free(p[0]);
@@ -178,17 +197,6 @@ TEST_F(integrity, double_free_of_remote_chunk_aborts)
 		     "double free or corruption (!prev)");
 }
 
-/* Two blocks above the thread cache: both go to the remote list. */
-static void *alloc_two_in_thread(void *arg)
-{
-	void **p = arg;
-
-	p[0] = malloc(5000);
-	p[1] = malloc(5000);
-	p[2] = malloc(100);	/* guard: p[1] does not border the top */
-	return NULL;
-}
-
 /*
  * A remote-list entry keeps its link at word 0 and the list's key at word
  * 1 of the user data while it waits for the owner. A use-after-free write
@@ -198,10 +206,8 @@ static void *alloc_two_in_thread(void *arg)
 static void overwrite_remote_entry_key(void)
 {
 	static void *p[3];
-	pthread_t t;
 
-	if (pthread_create(&t, NULL, alloc_two_in_thread, p) ||
-	    pthread_join(t, NULL))
+	if (!alloc_in_other_thread(p, 2))
 		return;
 	free(p[0]);
 	((uintptr_t *)p[0])[1] = 0x5555;
@@ -220,10 +226,8 @@ static void redirect_remote_link(void)
 {
 	static void *p[3];
 	uintptr_t *entry, *foreign;
-	pthread_t t;
 
-	if (pthread_create(&t, NULL, alloc_two_in_thread, p) ||
-	    pthread_join(t, NULL))
+	if (!alloc_in_other_thread(p, 2))
 		return;
 	foreign = malloc(5000);		/* this thread's arena */
 	free(p[0]);
