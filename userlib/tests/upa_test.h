@@ -305,29 +305,20 @@ struct probe_result {
 };
 
 /*
- * Run build/userlib/tests/upa-probe (next to this binary) with the extra
- * environment entries env (NULL-terminated "NAME=value", may be NULL) and
- * the probe commands argv (NULL-terminated). Options are read once at
- * library initialisation, so a fresh exec is the only way to test them.
+ * Run the program path with the arguments argv (NULL-terminated) and the
+ * extra environment entries env (NULL-terminated "NAME=value", may be
+ * NULL), without core dumps; its standard output and error end up in r,
+ * its wait status in r->status (-1 when it ran past timeout_s seconds).
  */
-static inline int run_probe(struct probe_result *r, const char *const *env,
-			    const char *const *argv)
+static inline int run_program(struct probe_result *r, const char *path,
+			      const char *const *env, const char *const *argv,
+			      int timeout_s)
 {
-	char self[PATH_MAX], probe[PATH_MAX + 16], *slash;
 	const char *args[64];
 	int ofd, efd, i, n;
-	ssize_t len;
 	pid_t pid;
 
-	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (len < 0)
-		return -1;
-	self[len] = '\0';
-	slash = strrchr(self, '/');
-	*slash = '\0';
-	snprintf(probe, sizeof(probe), "%s/upa-probe", self);
-
-	args[0] = probe;
+	args[0] = path;
 	for (n = 1; argv[n - 1] && n < 63; n++)
 		args[n] = argv[n - 1];
 	args[n] = NULL;
@@ -349,16 +340,38 @@ static inline int run_probe(struct probe_result *r, const char *const *env,
 			putenv((char *)env[i]);
 		dup2(ofd, 1);
 		dup2(efd, 2);
-		execv(probe, (char *const *)args);
+		execv(path, (char *const *)args);
 		_exit(127);
 	}
-	if (wait_bounded(pid, 30, &r->status))
+	if (wait_bounded(pid, timeout_s, &r->status))
 		r->status = -1;
 	read_all_fd(ofd, r->out, sizeof(r->out));
 	read_all_fd(efd, r->err, sizeof(r->err));
 	close(ofd);
 	close(efd);
 	return 0;
+}
+
+/*
+ * Run build/userlib/tests/upa-probe (next to this binary) with the extra
+ * environment entries env (NULL-terminated "NAME=value", may be NULL) and
+ * the probe commands argv (NULL-terminated). Options are read once at
+ * library initialisation, so a fresh exec is the only way to test them.
+ */
+static inline int run_probe(struct probe_result *r, const char *const *env,
+			    const char *const *argv)
+{
+	char self[PATH_MAX], probe[PATH_MAX + 16], *slash;
+	ssize_t len;
+
+	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len < 0)
+		return -1;
+	self[len] = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(probe, sizeof(probe), "%s/upa-probe", self);
+	return run_program(r, probe, env, argv, 30);
 }
 
 /* The value of the last "key=value" line of the probe's output, or -1. */

@@ -331,33 +331,19 @@ static int scenario_limit(void)
 /* Run this binary's scenario with UPALLOC_URING=ring; output in r. */
 static int run_scenario(struct probe_result *r, const char *name, int ring)
 {
+	const char *const env[] = {
+		ring ? "UPALLOC_URING=1" : "UPALLOC_URING=0",
+		"UPALLOC_BACKEND=device", NULL
+	};
+	const char *const argv[] = { "--scenario", name, NULL };
 	char self[PATH_MAX];
-	int ofd = memfd_create("scenario-out", 0);
 	ssize_t len;
-	pid_t pid;
 
 	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (len < 0 || ofd < 0)
+	if (len < 0)
 		return -1;
 	self[len] = '\0';
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		dup2(ofd, 1);
-		setenv("UPALLOC_URING", ring ? "1" : "0", 1);
-		setenv("UPALLOC_BACKEND", "device", 1);
-		execl(self, self, "--scenario", name, (char *)NULL);
-		_exit(127);
-	}
-	if (wait_bounded(pid, 120, &r->status))
-		r->status = -1;
-	read_all_fd(ofd, r->out, sizeof(r->out));
-	r->err[0] = '\0';
-	close(ofd);
-	return 0;
+	return run_program(r, self, env, argv, 120);
 }
 
 #define SCENARIO(r, name, ring)						\
@@ -365,8 +351,8 @@ static int run_scenario(struct probe_result *r, const char *name, int ring)
 		ASSERT_EQ(0, run_scenario(&(r), name, ring));		\
 		ASSERT_TRUE(WIFEXITED((r).status) &&			\
 			    WEXITSTATUS((r).status) == 0)		\
-			TH_LOG("%s (ring %d): status 0x%x, out: %s",	\
-			       name, ring, (r).status, (r).out);		\
+			TH_LOG("%s (ring %d): status 0x%x, out: %s err: %s", \
+			       name, ring, (r).status, (r).out, (r).err);	\
 	} while (0)
 
 /* The ring is there in the ring run (else the comparison means nothing). */
