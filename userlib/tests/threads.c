@@ -116,25 +116,51 @@ static void *alloc_while_all_alive(void *argp)
 	return NULL;
 }
 
+#define ALIVE_THREADS 8
+
+/*
+ * Runs ALIVE_THREADS threads of alloc_while_all_alive() to their end: 0,
+ * or pthread_create()'s error (the barrier is static: threads already
+ * started keep waiting on it while the test fails).
+ */
+static int run_alive_threads(struct alive_arg *args)
+{
+	static pthread_barrier_t barrier;
+	pthread_t t[ALIVE_THREADS];
+	int i, err;
+
+	pthread_barrier_init(&barrier, NULL, ALIVE_THREADS);
+	for (i = 0; i < ALIVE_THREADS; i++) {
+		args[i].barrier = &barrier;
+		err = pthread_create(&t[i], NULL, alloc_while_all_alive,
+				     &args[i]);
+		if (err)
+			return err;
+	}
+	for (i = 0; i < ALIVE_THREADS; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+static void free_alive_blocks(struct alive_arg *args)
+{
+	int i, j;
+
+	for (i = 0; i < ALIVE_THREADS; i++)
+		for (j = 0; j < 100; j++)
+			free(args[i].p[j]);
+}
+
 TEST_F(threads, concurrent_threads_get_arenas_of_their_own)
 {
-	static struct alive_arg args[8];
+	static struct alive_arg args[ALIVE_THREADS];
 	struct upa_lib_stats st;
-	pthread_barrier_t barrier;
-	pthread_t t[8];
 	int i, j, non_main = 0;
 
-	pthread_barrier_init(&barrier, NULL, 8);
-	for (i = 0; i < 8; i++) {
-		args[i].barrier = &barrier;
-		ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_while_all_alive,
-					    &args[i]));
-	}
-	for (i = 0; i < 8; i++)
-		pthread_join(t[i], NULL);
+	ASSERT_EQ(0, run_alive_threads(args));
 	STATS(st);
 	EXPECT_LT(1, st.arenas);
-	for (i = 0; i < 8; i++) {
+	for (i = 0; i < ALIVE_THREADS; i++) {
 		if (chunk_is_non_main(args[i].p[0]))
 			non_main++;
 		/* one thread, one arena: all its chunks agree */
@@ -145,34 +171,20 @@ TEST_F(threads, concurrent_threads_get_arenas_of_their_own)
 	EXPECT_LE(1, non_main);
 	ASSERT_EQ(0, upa_heap_check());
 	/* the main thread frees every arena's chunks */
-	for (i = 0; i < 8; i++)
-		for (j = 0; j < 100; j++)
-			free(args[i].p[j]);
+	free_alive_blocks(args);
 }
 
 TEST_F(threads, arena_limit_makes_threads_share_arenas)
 {
-	static struct alive_arg args[8];
+	static struct alive_arg args[ALIVE_THREADS];
 	struct upa_lib_stats st;
-	pthread_barrier_t barrier;
-	pthread_t t[8];
-	int i, j;
 
 	ASSERT_EQ(1, mallopt(M_ARENA_MAX, 2));
-	pthread_barrier_init(&barrier, NULL, 8);
-	for (i = 0; i < 8; i++) {
-		args[i].barrier = &barrier;
-		ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_while_all_alive,
-					    &args[i]));
-	}
-	for (i = 0; i < 8; i++)
-		pthread_join(t[i], NULL);
+	ASSERT_EQ(0, run_alive_threads(args));
 	STATS(st);
 	EXPECT_EQ(2, st.arenas);
 	ASSERT_EQ(0, upa_heap_check());
-	for (i = 0; i < 8; i++)
-		for (j = 0; j < 100; j++)
-			free(args[i].p[j]);
+	free_alive_blocks(args);
 }
 
 struct reuse_arg {
