@@ -95,12 +95,14 @@ static bool auto_trim_due(struct upa_arena *a)
 		return true;
 	if (!a->trim_judged) {
 		a->trim_judged = true;
-		if (a->st.heap_grows != a->grows_at_trim)
+		if (a->st.heap_grows != a->grows_at_trim) {
 			a->trim_backoff = a->trim_backoff ?
-				(a->trim_backoff * 2 > UPA_TRIM_BACKOFF_MAX ?
-				 UPA_TRIM_BACKOFF_MAX : a->trim_backoff * 2) : 1;
-		else
+					  a->trim_backoff * 2 : 1;
+			if (a->trim_backoff > UPA_TRIM_BACKOFF_MAX)
+				a->trim_backoff = UPA_TRIM_BACKOFF_MAX;
+		} else {
 			a->trim_backoff /= 2;
+		}
 		a->trim_skip = a->trim_backoff;
 	}
 	if (a->trim_skip) {
