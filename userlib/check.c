@@ -249,13 +249,10 @@ static int check_tcache(struct check *ck)
 	struct upa_tcache *tc = &upa_tc;
 	unsigned int i;
 
-	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
-		struct upa_tcache_entry *e;
+	for (i = 0; i < tcache_bins_mapped(tc); i++) {
+		struct upa_tcache_entry *e = *tcache_headp(tc, i);
 		unsigned int n = 0;
 
-		if (i >= UPA_TCACHE_BINS && !tc->large)
-			break;
-		e = *tcache_headp(tc, i);
 		while (e) {
 			struct upa_chunk *c = mem_chunk(e);
 

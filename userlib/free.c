@@ -308,11 +308,8 @@ static void remote_freer_adapt(struct upa_tcache *tc)
 	size_t out = tc->counter[UPA_TC_POPPED], allocs;
 	unsigned int i;
 
-	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
-		if (i >= UPA_TCACHE_BINS && !tc->large)
-			break;
+	for (i = 0; i < tcache_bins_mapped(tc); i++)
 		out += tcache_count(tc, i);
-	}
 	allocs = (in > out ? in - out : 0) + tc->counter[UPA_TC_SLOW_MALLOCS];
 	size_t frees = tc->counter[UPA_TC_FREES] +
 		       tc->counter[UPA_TC_SLOW_FREES];

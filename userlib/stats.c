@@ -631,13 +631,10 @@ static void collect_chunks(struct upa_arena *a, struct chunk_scratch *cs)
 	 * Chunks in other threads' caches are listed as in use, which is what
 	 * they are to the arena.
 	 */
-	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
-		struct upa_tcache_entry *e;
+	for (i = 0; i < tcache_bins_mapped(&upa_tc); i++) {
+		struct upa_tcache_entry *e = *tcache_headp(&upa_tc, i);
 		unsigned int k = 0;
 
-		if (i >= UPA_TCACHE_BINS && !upa_tc.large)
-			break;
-		e = *tcache_headp(&upa_tc, i);
 		for (; e && k < tcache_count(&upa_tc, i);
 		     e = tcache_reveal(&e->next, e->next), k++)
 			mark_chunk(cs, mem_chunk(e), CS_TCACHE);

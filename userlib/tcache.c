@@ -60,11 +60,9 @@ void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
 		nbins = UPA_TCACHE_ALL_BINS;
 	if (tc->state != UPA_THREAD_LIVE)
 		limit = nbins = 0;
-	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
+	for (i = 0; i < tcache_bins_mapped(tc); i++) {
 		unsigned int count, new_limit = tcache_limit_of(limit, nbins, i);
 
-		if (i >= UPA_TCACHE_BINS && !tc->large)
-			break;
 		count = tcache_count(tc, i);
 		for (; count > new_limit; count--) {
 			struct upa_tcache_entry *e = tcache_pop_counted(tc, i);
@@ -82,12 +80,9 @@ static void tcache_flush(struct upa_tcache *tc)
 {
 	unsigned int i;
 
-	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++) {
-		struct upa_tcache_entry **head;
+	for (i = 0; i < tcache_bins_mapped(tc); i++) {
+		struct upa_tcache_entry **head = tcache_headp(tc, i);
 
-		if (i >= UPA_TCACHE_BINS && !tc->large)
-			break;
-		head = tcache_headp(tc, i);
 		while (*head) {
 			struct upa_tcache_entry *e = *head;
 

@@ -128,6 +128,12 @@ static inline unsigned int tcache_limit_of(unsigned int limit,
 	return limit < cap ? limit : cap;
 }
 
+/* Bins of tc that exist: the large ones too once they are mapped. */
+static inline unsigned int tcache_bins_mapped(const struct upa_tcache *tc)
+{
+	return tc->large ? UPA_TCACHE_ALL_BINS : UPA_TCACHE_BINS;
+}
+
 static inline unsigned int tcache_bin_limit(const struct upa_tcache *tc,
 					    unsigned int idx)
 {
