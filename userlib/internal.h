@@ -170,13 +170,13 @@ static inline uintptr_t fastbin_protect(const void *pos, const void *ptr)
  *
  * Deferred trims (region.c): size is where the heap's chunks end, brk the
  * page source's break; size <= brk <= reserve, brk % page == 0. When
- * brk > size, decommit_pending_from == (char *)h + size: a free() trimmed
- * [size, brk) by a decommit queued on the ring (maybe still pending) and
- * left the break where it was. Invariant: no byte at or above
- * decommit_pending_from is handed out, written, unmapped or left above a
- * lowered break before src->reclaim() covered it (the decommit completed,
- * or was cancelled for the pages reused). The top chunk ends at size, so
- * only the break moves of region.c (grow_top, trim, release) cross it.
+ * brk > size, a free() trimmed [size, brk) by a decommit queued on the
+ * ring (maybe still pending) and left the break where it was. Invariant:
+ * no byte at or above (char *)h + size is handed out, written, unmapped or
+ * left above a lowered break before src->reclaim() covered it (the
+ * decommit completed, or was cancelled for the pages reused). The top
+ * chunk ends at size, so only the break moves of region.c (grow_top,
+ * trim, release) cross it.
  */
 struct upa_heap {
 	struct upa_arena *arena;
@@ -261,7 +261,7 @@ struct upa_arena {
 	size_t max_system_mem;
 	/* Automatic trim back-off (free.c auto_trim_due), under the lock. */
 	size_t grows_at_trim;		/* st.heap_grows after the last trim */
-	unsigned int trim_backoff;	/* occasions to let pass, 0..64 */
+	unsigned int trim_backoff;	/* occasions to let pass, 0..8 */
 	unsigned int trim_skip;		/* of which still to pass */
 	bool trim_judged;		/* last trim's effect seen already */
 	size_t grows_at_give_back;	/* malloc.c cache_give_back() */
