@@ -22,6 +22,7 @@
 
 #include <linux/atomic.h>
 #include <linux/bits.h>
+#include <linux/err.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
@@ -323,6 +324,35 @@ static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
 }
 
 /*
+ * A zeroed page put into the empty slot idx of r's table with
+ * table_insert_new() and accounted, locked and with a reference for the
+ * caller, both taken before others can see the page: the caller holds the
+ * lock until the PTE is set, so that step 2 of the removal protocol waits
+ * for it. Returns the page or ERR_PTR(-ENOMEM, -EBUSY or -ERANGE).
+ */
+static struct page *table_insert_zeroed(struct upalloc_region *r,
+					pgoff_t idx)
+{
+	struct page *new;
+	int err;
+
+	new = alloc_page(UPALLOC_GFP | __GFP_ZERO);
+	if (!new)
+		return ERR_PTR(-ENOMEM);
+	get_page(new);
+	__folio_set_locked(page_folio(new));
+	err = table_insert_new(r, idx, new);
+	if (err) {
+		__folio_clear_locked(page_folio(new));
+		put_page(new);
+		__free_page(new);
+		return ERR_PTR(err);
+	}
+	region_count_new_page(r, true);
+	return new;
+}
+
+/*
  * The page to map at idx for a fault, referenced. A missing page is
  * allocated zeroed; for a write, a page shared with a fork relative is
  * replaced by a private copy. Returns 0 (the caller locks the page and
@@ -338,7 +368,6 @@ vm_fault_t upalloc_region_fault_page(struct upalloc_region *r,
 {
 	struct upalloc_family *fam = r->family;
 	struct page *page, *new;
-	int err;
 
 retry:
 	if (idx >= READ_ONCE(r->brk))
@@ -356,26 +385,13 @@ retry:
 		return VM_FAULT_SIGBUS;
 
 	if (!page) {
-		new = alloc_page(UPALLOC_GFP | __GFP_ZERO);
-		if (!new)
-			goto out_oom;
-		/*
-		 * The fault's reference and the page lock (held until the
-		 * PTE is set), both taken before others can see the page.
-		 */
-		get_page(new);
-		__folio_set_locked(page_folio(new));
-		err = table_insert_new(r, idx, new);
-		if (err) {
-			__folio_clear_locked(page_folio(new));
-			put_page(new);
-			__free_page(new);
-			if (err == -ENOMEM)
+		new = table_insert_zeroed(r, idx);
+		if (IS_ERR(new)) {
+			if (PTR_ERR(new) == -ENOMEM)
 				goto out_oom;
 			/* Filled meanwhile, or the break moved: look again. */
 			goto retry;
 		}
-		region_count_new_page(r, true);
 		*pagep = new;
 		return VM_FAULT_LOCKED;
 	}
@@ -540,7 +556,6 @@ static struct page *populate_get(struct upalloc_region *r, pgoff_t idx,
 				 u64 *nr_new, int *err)
 {
 	struct page *page;
-	int ret;
 
 retry:
 	page = table_get(r, idx);
@@ -556,23 +571,14 @@ retry:
 		}
 		return page;
 	}
-	page = alloc_page(UPALLOC_GFP | __GFP_ZERO);
-	if (!page)
-		goto out_enomem;
-	get_page(page);
-	__folio_set_locked(page_folio(page));
-	ret = table_insert_new(r, idx, page);
-	if (ret) {
-		__folio_clear_locked(page_folio(page));
-		put_page(page);
-		__free_page(page);
-		if (ret == -ENOMEM)
+	page = table_insert_zeroed(r, idx);
+	if (IS_ERR(page)) {
+		if (PTR_ERR(page) == -ENOMEM)
 			goto out_enomem;
-		if (ret == -EBUSY)
+		if (PTR_ERR(page) == -EBUSY)
 			goto retry;
 		return NULL;
 	}
-	region_count_new_page(r, true);
 	upalloc_count(r->proc, UPALLOC_STAT_PAGES_POPULATED, 1);
 	(*nr_new)++;
 	return page;
