@@ -191,7 +191,7 @@ void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);
 /* upalloc_ioctl.c */
 long upalloc_do_cmd(struct file *file, unsigned int cmd, void __user *arg);
 
-/* upalloc_uring.c (io_uring passthrough, not built yet: issue 6) */
+/* upalloc_uring.c (io_uring passthrough) */
 struct io_uring_cmd;
 int upalloc_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags);
 
