@@ -190,6 +190,8 @@ void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);
 
 /* upalloc_ioctl.c */
 long upalloc_do_cmd(struct file *file, unsigned int cmd, void __user *arg);
+int upalloc_cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
+		       struct upalloc_region **rp);
 
 /* upalloc_uring.c (io_uring passthrough) */
 struct io_uring_cmd;

@@ -38,12 +38,13 @@ static long cmd_version(void __user *arg)
 }
 
 /*
- * The caller's region holding [addr, addr + len), mmap lock held.
+ * The caller's region holding [addr, addr + len), mmap lock held (also
+ * io_uring's peek at a break move, upalloc_uring.c).
  * -ENOMEM: nothing is mapped at addr; -EINVAL: not an upalloc region of
  * the caller, or the range leaves it.
  */
-static int cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
-		      struct upalloc_region **rp)
+int upalloc_cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
+		       struct upalloc_region **rp)
 {
 	struct mm_struct *mm = current->mm;
 	struct vm_area_struct *vma;
@@ -128,7 +129,7 @@ static long cmd_range(void __user *arg, bool populate)
 		return -EINVAL;
 	if (mmap_read_lock_killable(mm))
 		return -EINTR;
-	err = cmd_lookup(rg.addr, rg.len, &vma, &r);
+	err = upalloc_cmd_lookup(rg.addr, rg.len, &vma, &r);
 	if (err)
 		goto out_unlock;
 	first = (untagged_addr(rg.addr) - vma->vm_start) >> PAGE_SHIFT;
@@ -174,7 +175,7 @@ static long cmd_set_brk(void __user *arg)
 		return -EINVAL;
 	if (mmap_read_lock_killable(mm))
 		return -EINTR;
-	err = cmd_lookup(b.addr, 1, &vma, &r);
+	err = upalloc_cmd_lookup(b.addr, 1, &vma, &r);
 	if (err)
 		goto out_unlock;
 	b.region_start = vma->vm_start;
@@ -211,7 +212,7 @@ static long cmd_region_info(void __user *arg)
 		return -EINVAL;
 	if (mmap_read_lock_killable(mm))
 		return -EINTR;
-	err = cmd_lookup(info.addr, 1, &vma, &r);
+	err = upalloc_cmd_lookup(info.addr, 1, &vma, &r);
 	if (!err) {
 		info.start = vma->vm_start;
 		upalloc_region_describe(r, &info);

@@ -73,21 +73,17 @@ static bool upalloc_uring_brk_is_long(u64 addr, u64 new_brk)
 	struct vm_area_struct *vma;
 	struct upalloc_region *r;
 	bool is_long = false;
+	pgoff_t old_brk, to;
 
 	if (!mm)
 		return false;
 	if (!mmap_read_trylock(mm))
 		return true;
-	vma = vma_lookup(mm, untagged_addr(addr));
-	if (vma && upalloc_vma_is_ours(vma)) {
-		r = vma->vm_private_data;
-		if (r && r->mm == mm) {
-			pgoff_t old_brk = READ_ONCE(r->brk);
-			pgoff_t to = new_brk >> PAGE_SHIFT;
-
-			is_long = to < old_brk &&
-				  old_brk - to > READ_ONCE(uring_inline_pages);
-		}
+	if (!upalloc_cmd_lookup(addr, 1, &vma, &r)) {
+		old_brk = READ_ONCE(r->brk);
+		to = new_brk >> PAGE_SHIFT;
+		is_long = to < old_brk &&
+			  old_brk - to > READ_ONCE(uring_inline_pages);
 	}
 	mmap_read_unlock(mm);
 	return is_long;
