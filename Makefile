@@ -11,6 +11,7 @@
 #                   "N passed, N failed, N skipped" last, fails if any failed
 #   make deps       install the Debian packages needed (tools/install-deps)
 #   make checkpatch checkpatch.pl --strict on the module sources
+#   make stress-long STRESS_SECONDS=3600   the library stress test for hours
 #   make clean      remove build/
 #
 # The host of this project cannot load modules; kernel code runs in
@@ -29,7 +30,7 @@ need = @test -f $(TOP)/$(1) || { echo "error: $(1) is missing from this tree" >&
 TOOL_MAKEFILES := $(wildcard $(TOP)/tools/Makefile $(TOP)/tools/*/Makefile)
 
 .PHONY: all module userlib selftests tools checkpatch check check-host \
-	check-guest demo deps clean
+	check-guest demo deps clean stress-long
 
 all: module userlib selftests tools
 
@@ -82,6 +83,14 @@ check-host:
 check-guest:
 	@for k in $(KERNELS); do $(TOP)/tools/guest/check-kernel $$k $(RESULTS); done; \
 	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap)
+
+# The randomized stress test of the library for as long as asked, on the
+# host (mmap backend): make stress-long STRESS_SECONDS=3600 [STRESS_THREADS=8]
+STRESS_SECONDS ?= 3600
+STRESS_THREADS ?= 4
+stress-long: userlib
+	$(MAKE) -C $(TOP)/userlib/tests stress-long \
+		STRESS_SECONDS=$(STRESS_SECONDS) STRESS_THREADS=$(STRESS_THREADS)
 
 demo:
 	@rel=$$($(VM) --resolve --kernel $(KERNEL)) || exit 2; \
