@@ -467,7 +467,7 @@ static void fork_child(struct shadow_rng *r, struct place *pl, int place)
 		}
 	}
 	memset(local, 0, sizeof(local));
-	for (i = 0; i < 2000; i++) {
+	for (i = 0; i < 2000 && !atomic_load(&failures); i++) {
 		struct block *b = &local[shadow_below(r, 64)];
 
 		if (b->p)
@@ -521,7 +521,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct place *pl = &places[w->place];
 	struct shadow_rng *r = &w->rng;
-	uint64_t life = 1000 + shadow_below(r, 50000), n;
+	uint64_t life = 500 + shadow_below(r, 10000), n;
 	int place = w->place;
 
 	for (n = 0; n < life && !atomic_load_explicit(&stop, memory_order_relaxed); n++) {
