@@ -286,7 +286,7 @@ struct upa_arena {
 	 * use another arena, pushed without the lock (one CAS per batch) and
 	 * freed into the bins by whoever next holds the lock and drains the
 	 * list. A stack of user-data entries (struct upa_tcache_entry: next
-	 * mangled as in the thread cache, key = upa_remote_key()); only
+	 * mangled as in the thread cache, key = upa_tcache_key); only
 	 * emptied whole (exchange), so no ABA. remote_count: chunks pushed
 	 * minus chunks drained, approximate (a trigger, never a bound).
 	 * Last, kilobytes away from the lock: the pushers' CAS must not
@@ -361,6 +361,7 @@ void upa_free_slow(void *mem);
 void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh);
 void upa_int_free(struct upa_arena *a, struct upa_chunk *c);
 void upa_free_chunk_any(struct upa_chunk *c);
+void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c);
 void upa_remote_drain(struct upa_arena *a, struct upa_heap **released);
 size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c,
 			 size_t size);

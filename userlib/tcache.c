@@ -142,10 +142,10 @@ void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
 	}
 }
 
-/* free() of a block that carries the key: scan, then cache it. */
+/* free() of a block that carries the key: look for it, then cache it. */
 void upa_tcache_free_keyed(struct upa_tcache *tc, unsigned int idx, void *mem)
 {
-	upa_tcache_double_free_scan(tc, idx, mem);
+	upa_free_check_held(tc, mem_chunk(mem));
 	tcache_push(tc, idx, mem);
 	tc->counter[UPA_TC_FREES]++;
 }
@@ -193,8 +193,6 @@ bool upa_tcache_large_free(struct upa_tcache *tc, struct upa_chunk *c,
 		return false;
 	if (!*tcache_roomp(tc, idx))
 		return false;
-	if (e->key == upa_tcache_key)
-		upa_tcache_double_free_scan(tc, idx, e);
 	tcache_push_any(tc, idx, e);
 	tc->counter[UPA_TC_FREES]++;
 	return true;

@@ -16,7 +16,8 @@
  *   the whole test of a cacheable free (a thread not set up has no room);
  *   room_ci[0] == room_ci[1] == 0 (no chunk size below 32);
  *   every entry is a 16-aligned chunk of (i + 2) * 16 bytes, in use in its
- *   arena, with key == upa_tcache_key; next pointers are stored mangled
+ *   arena, with key == upa_tcache_key (chunks in fast bins and on remote
+ *   lists carry it too: a free of a keyed chunk looks for it there); next pointers are stored mangled
  *   (safe-linking: (address of the field >> 12) ^ pointer).
  */
 #ifndef UPALLOC_TCACHE_H
@@ -304,6 +305,14 @@ static inline void upa_free_inline(void *mem)
 		UPA_CHECK((uintptr_t)mem <= -(uintptr_t)(UPA_TCACHE_MAX_CHUNK -
 							 UPA_HEADER) &&
 			  chunk_aligned(mem), "free(): invalid pointer");
+		/*
+		 * Free already, in a bin of its arena: the successor's
+		 * PREV_INUSE is clear (cached, fast-bin and remote-listed
+		 * chunks count as in use; those carry the key instead). The
+		 * slow path tells which check failed.
+		 */
+		if (unlikely(!(chunk_at(c, ci << 4)->size & UPA_PREV_INUSE)))
+			return upa_free_slow(mem);
 		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))
 			return upa_tcache_free_keyed(tc, ci - 2, mem);

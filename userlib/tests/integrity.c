@@ -177,8 +177,8 @@ static bool alloc_in_other_thread(void **p, int big)
 
 /*
  * Chunks of another thread's arena are freed onto that arena's remote
- * list without its lock; a second free of a listed chunk takes the
- * locked path, which drains the list and catches it there.
+ * list without its lock; a second free of a listed chunk finds it on the
+ * list (listed chunks carry the cache key; the keyed free looks there).
  */
 static void double_free_remote(void)
 {
@@ -194,14 +194,13 @@ static void double_free_remote(void)
 TEST_F(integrity, double_free_of_remote_chunk_aborts)
 {
 	expect_death(_metadata, double_free_remote,
-		     "double free or corruption (!prev)");
+		     "free(): double free detected (remote list)");
 }
 
 /*
  * A remote-list entry keeps its link at word 0 and the list's key at word
  * 1 of the user data while it waits for the owner. A use-after-free write
- * there is found when the list is drained: here by the locked path that a
- * second free of another listed chunk (p[1]) takes.
+ * there is found when the list is drained: here by malloc_trim().
  */
 static void overwrite_remote_entry_key(void)
 {
@@ -211,8 +210,7 @@ static void overwrite_remote_entry_key(void)
 		return;
 	free(p[0]);
 	((uintptr_t *)p[0])[1] = 0x5555;
-	free(p[1]);
-	free(p[1]);
+	malloc_trim(0);		/* drains every arena's list */
 }
 
 TEST_F(integrity, remote_entry_with_overwritten_key_aborts)
@@ -234,8 +232,7 @@ static void redirect_remote_link(void)
 	entry = p[0];
 	foreign[1] = entry[1];		/* the list's key, read after free */
 	entry[0] = mangle(&entry[0], (uintptr_t)foreign);
-	free(p[1]);
-	free(p[1]);
+	malloc_trim(0);		/* drains every arena's list */
 }
 
 TEST_F(integrity, remote_link_to_another_arena_aborts)
@@ -340,6 +337,151 @@ TEST_F(integrity, unlink_with_corrupted_size_links_aborts)
 {
 	expect_death(_metadata, coalesce_with_broken_size_list,
 		     "corrupted double-linked list (not small)");
+}
+
+/*
+ * ---- double free after a cache bin overflowed ----
+ * A free that finds its cache bin full sends the chunk to the arena, with
+ * half of the bin: the bin has room again, so the second free of that
+ * chunk reaches the cache, which must not take it (nor the arena twice).
+ * Each test frees the first K of 200 blocks (K past the bin's 32), then
+ * p[K - 1] again, then mallocs 64 blocks: without the abort one block
+ * would come back twice. The cache is emptied first (limit 0 and back,
+ * as cache_give_back does): the mallocs leave carved chunks in the bin.
+ */
+#define OVF_N 200
+static void *ovf[OVF_N];
+
+static void malloc_64_expect_distinct(size_t n)
+{
+	void *q[64];
+	int i, j;
+
+	for (i = 0; i < 64; i++) {
+		q[i] = malloc(n);
+		for (j = 0; j < i; j++)
+			if (q[i] == q[j])
+				_exit(3);	/* handed out twice */
+	}
+}
+
+static void empty_cache(void)
+{
+	mallopt(UPA_M_TCACHE_COUNT, 0);
+	mallopt(UPA_M_TCACHE_COUNT, 32);
+}
+
+static void overflow_then_double_free(size_t n, int k)
+{
+	int i;
+
+	for (i = 0; i < OVF_N; i++)
+		ovf[i] = malloc(n);
+	empty_cache();
+	for (i = 0; i < k; i++)
+		free(ovf[i]);
+	free(ovf[k - 1]);
+	malloc_64_expect_distinct(n);
+}
+
+static void double_free_fast_after_overflow(void)
+{
+	overflow_then_double_free(40, 33);
+}
+
+TEST_F(integrity, double_free_after_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_fast_after_overflow,
+		     "double free or corruption (fasttop)");
+}
+
+static void double_free_batched_chunk(void)
+{
+	int i;
+
+	for (i = 0; i < OVF_N; i++)
+		ovf[i] = malloc(40);
+	empty_cache();
+	for (i = 0; i < 33; i++)
+		free(ovf[i]);
+	free(ovf[20]);		/* moved to the fast bin with the batch */
+	malloc_64_expect_distinct(40);
+}
+
+TEST_F(integrity, double_free_of_chunk_inside_fast_bin_aborts)
+{
+	expect_death(_metadata, double_free_batched_chunk,
+		     "free(): double free detected in fast bin");
+}
+
+static void double_free_small_after_overflow(void)
+{
+	overflow_then_double_free(400, 33);
+}
+
+TEST_F(integrity, double_free_of_small_chunk_after_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_small_after_overflow,
+		     "double free or corruption (!prev)");
+}
+
+/* The large cache bins (chunks of 1056..4112 bytes) hold 8 of 2000. */
+static void double_free_large_cached_after_overflow(void)
+{
+	overflow_then_double_free(2000, 9);
+}
+
+TEST_F(integrity, double_free_after_large_cache_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_large_cached_after_overflow,
+		     "double free or corruption (!prev)");
+}
+
+/* Another thread's blocks: the overflow goes to its arena's remote list. */
+static void *alloc_ovf(void *arg)
+{
+	int i;
+
+	for (i = 0; i < OVF_N; i++)
+		ovf[i] = malloc((size_t)(uintptr_t)arg);
+	return NULL;
+}
+
+static void remote_overflow_then_double_free(size_t n)
+{
+	pthread_t t;
+	int i;
+
+	if (pthread_create(&t, NULL, alloc_ovf, (void *)(uintptr_t)n) ||
+	    pthread_join(t, NULL))
+		return;
+	empty_cache();
+	for (i = 0; i < 33; i++)
+		free(ovf[i]);
+	free(ovf[32]);
+	malloc_64_expect_distinct(n);
+}
+
+static void double_free_remote_fast_after_overflow(void)
+{
+	remote_overflow_then_double_free(40);
+}
+
+TEST_F(integrity, double_free_of_remote_chunk_after_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_remote_fast_after_overflow,
+		     "free(): double free detected (remote list)");
+}
+
+static void double_free_remote_small_after_overflow(void)
+{
+	remote_overflow_then_double_free(400);
+}
+
+TEST_F(integrity, double_free_of_remote_small_chunk_after_overflow_aborts)
+{
+	expect_death(_metadata, double_free_remote_small_after_overflow,
+		     "free(): double free detected (remote list)");
 }
 
 /* ---- malloc() ---- */
