@@ -319,6 +319,8 @@ static void *arena_malloc(size_t nb, bool *fresh)
 		}
 	}
 	a = upa_arena_lock_mine(tc);
+	if (unlikely(!a))
+		goto no_arena;
 	/* Other threads' frees of our chunks first (no trim: we allocate). */
 	upa_remote_drain(a, NULL);
 	grows = a->st.heap_grows;
@@ -337,7 +339,12 @@ static void *arena_malloc(size_t nb, bool *fresh)
 		return mem;
 	}
 
-	/* The heap could not grow: a region of its own, or another arena. */
+	/*
+	 * The heap could not grow, or no arena is usable (a fork child
+	 * whose arenas were all held at the fork, no new heap mappable):
+	 * a region of its own, or another arena.
+	 */
+no_arena:
 	c = upa_region_mmap_chunk(nb, UPA_ALIGN, true);
 	if (c) {
 		if (fresh)
