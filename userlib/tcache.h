@@ -285,12 +285,13 @@ static inline void upa_free_inline(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_chunk *c;
-	size_t ci;
+	size_t ci, size;
 
 	if (unlikely(mem == NULL))
 		return;
 	c = mem_chunk(mem);
-	ci = c->size >> 4;	/* the size / 16: the flags shift out */
+	size = c->size;
+	ci = size >> 4;		/* the size / 16: the flags shift out */
 	TCACHE_OPAQUE(ci);
 	/* Mmapped chunks are >= a page: their ci is never that small. */
 	if (likely(ci < UPA_TCACHE_BINS + 2 && tc->room_ci[ci])) {
@@ -305,6 +306,13 @@ static inline void upa_free_inline(void *mem)
 		UPA_CHECK((uintptr_t)mem <= -(uintptr_t)(UPA_TCACHE_MAX_CHUNK -
 							 UPA_HEADER) &&
 			  chunk_aligned(mem), "free(): invalid pointer");
+		/*
+		 * Bit 3 (not a multiple of 16: the shift dropped it) or
+		 * IS_MMAPPED (no mmapped chunk is this small): the slow path
+		 * aborts on it.
+		 */
+		if (unlikely(size & (UPA_IS_MMAPPED | 8)))
+			return upa_free_slow(mem);
 		/*
 		 * Free already, in a bin of its arena: the successor's
 		 * PREV_INUSE is clear (cached, fast-bin and remote-listed

@@ -33,6 +33,15 @@ static void *header(void *p)
 
 /* ---- free() ---- */
 
+/* 64 mallocs of n bytes: whatever the cache holds of that size comes out. */
+static void malloc_64_of(size_t n)
+{
+	int i;
+
+	for (i = 0; i < 64; i++)
+		malloc(n);
+}
+
 static void free_misaligned_pointer(void)
 {
 	char *p = malloc(64);
@@ -60,6 +69,28 @@ static void free_chunk_with_bad_size(void)
 TEST_F(integrity, free_of_chunk_with_invalid_size_aborts)
 {
 	expect_death(_metadata, free_chunk_with_bad_size,
+		     "free(): invalid size");
+}
+
+/*
+ * Size 0x48 | PREV_INUSE: bit 3 set, not a multiple of 16. The fast path
+ * indexes its bins by size >> 4, which drops bit 3: such a chunk was cached
+ * as a 64-byte one. (Its successor looks in use, as a real one would.)
+ */
+static void free_chunk_with_size_bit_3(void)
+{
+	char *p = malloc(256);
+
+	memset(p, 0, 256);
+	*(size_t *)(p + 40) = 0x49;
+	*(size_t *)(p + 40 + 64) = 64 | CHUNK_PREV_INUSE;
+	free(p + 48);
+	malloc_64_of(56);
+}
+
+TEST_F(integrity, free_of_chunk_with_size_not_multiple_of_16_aborts)
+{
+	expect_death(_metadata, free_chunk_with_size_bit_3,
 		     "free(): invalid size");
 }
 
