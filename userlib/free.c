@@ -176,7 +176,7 @@ void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
 /* Free a heap chunk into its own arena: lock, free, unlock, unmap. */
 void upa_free_chunk_any(struct upa_chunk *c)
 {
-	struct upa_arena *a = upa_arena_of(c);
+	struct upa_arena *a = upa_arena_of_checked(c, "free(): invalid pointer");
 	struct upa_heap *released = NULL;
 
 	/* Fork child: the arena may be inconsistent; leak, never touch it. */
@@ -211,7 +211,8 @@ static void free_batch(struct upa_tcache *tc, unsigned int idx,
 		return;
 	upa_lock(&a->lock);
 	while (n-- && *tcache_headp(tc, idx) &&
-	       upa_arena_of(mem_chunk(*tcache_headp(tc, idx))) == a)
+	       upa_arena_of_checked(mem_chunk(*tcache_headp(tc, idx)),
+				    "free(): invalid pointer") == a)
 		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
 	/* c last: a fast bin's top, where glibc's free would leave it. */
 	int_free(a, c, &released);
@@ -262,7 +263,8 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
 
 		UPA_CHECK(chunk_aligned(e) && e->key == key,
 			  "free(): double free detected (remote list)");
-		UPA_CHECK(!chunk_is_mmapped(c) && upa_arena_of(c) == a,
+		UPA_CHECK(!chunk_is_mmapped(c) &&
+			  upa_arena_of_checked(c, "free(): corrupted remote list") == a,
 			  "free(): corrupted remote list");
 		e->key = 0;
 		if (mine) {
@@ -344,7 +346,8 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 			unsigned int k = all ? tc->limit : tc->limit / 2;
 
 			while (k-- && tc->head[i] &&
-			       upa_arena_of(mem_chunk(tc->head[i])) == a) {
+			       upa_arena_of_checked(mem_chunk(tc->head[i]),
+						    "free(): invalid pointer") == a) {
 				e = tcache_pop_counted(tc, i);
 				e->key = key;
 				last->next = fastbin_protect(&last->next, e);
@@ -389,12 +392,13 @@ static void free_mmapped(struct upa_chunk *c)
  * and remote-listed chunks count as in use). Read without the arena lock:
  * none of these words changes while the chunk is in use.
  */
-static void free_check_inuse(struct upa_chunk *c, size_t size)
+static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
+			     size_t size)
 {
 	struct upa_heap *h = upa_heap_of(c);
 	struct upa_chunk *next = chunk_at(c, size);
 
-	UPA_CHECK(c != __atomic_load_n(&upa_arena_of(c)->top, __ATOMIC_RELAXED),
+	UPA_CHECK(c != __atomic_load_n(&a->top, __ATOMIC_RELAXED),
 		  "double free or corruption (top)");
 	UPA_CHECK((char *)next < (char *)h + h->size && (char *)next > (char *)c,
 		  "double free or corruption (out)");
@@ -419,7 +423,7 @@ void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c)
 
 	if (idx < tcache_bins_mapped(tc))
 		upa_tcache_double_free_scan(tc, (unsigned int)idx, mem);
-	a = upa_arena_of(c);
+	a = upa_arena_of_checked(c, "free(): invalid pointer");
 	if (a->quarantined)
 		return;
 	upa_lock(&a->lock);
@@ -463,7 +467,8 @@ void upa_free_slow(void *mem)
 	}
 	UPA_CHECK(size >= UPA_MIN_CHUNK && size % UPA_ALIGN == 0,
 		  "free(): invalid size");
-	free_check_inuse(c, size);
+	free_check_inuse(upa_arena_of_checked(c, "free(): invalid pointer"), c,
+			 size);
 	if (unlikely(((struct upa_tcache_entry *)mem)->key == upa_tcache_key))
 		upa_free_check_held(tc, c);
 	if (unlikely(tc->state == UPA_THREAD_NEW)) {

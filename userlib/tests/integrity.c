@@ -515,6 +515,65 @@ TEST_F(integrity, double_free_of_remote_small_chunk_after_overflow_aborts)
 		     "free(): double free detected (remote list)");
 }
 
+/*
+ * ---- chunks outside every heap ----
+ * A forged chunk of a size past the thread cache whose header looks fine
+ * (successor in use): its heap, upa_heap_of(), is the 64 MiB-aligned
+ * address below it, no heap of ours; free() read that heap's header
+ * (SIGSEGV, with the arena lock held). Static data, a stack, a mapping.
+ */
+#define FORGED_SIZE 0x2000UL
+
+static void forge_and_free(char *buf, size_t flags)
+{
+	*(size_t *)(buf + 8) = FORGED_SIZE | CHUNK_PREV_INUSE | flags;
+	*(size_t *)(buf + FORGED_SIZE + 8) = 0x100 | CHUNK_PREV_INUSE;
+	free(buf + 16);
+}
+
+static _Alignas(64) char forged_static[FORGED_SIZE + 0x200];
+
+static void free_forged_static_chunk(void)
+{
+	forge_and_free(forged_static, CHUNK_NON_MAIN_ARENA);
+}
+
+TEST_F(integrity, free_of_forged_chunk_in_static_data_aborts)
+{
+	expect_death(_metadata, free_forged_static_chunk,
+		     "free(): invalid pointer");
+}
+
+static void free_forged_stack_chunk(void)
+{
+	_Alignas(64) char buf[FORGED_SIZE + 0x200];
+
+	memset(buf, 0, sizeof(buf));
+	forge_and_free(buf, 0);		/* "the main arena's" */
+}
+
+TEST_F(integrity, free_of_forged_chunk_on_the_stack_aborts)
+{
+	expect_death(_metadata, free_forged_stack_chunk,
+		     "free(): invalid pointer");
+}
+
+static void free_forged_mapped_chunk(void)
+{
+	char *m = mmap(NULL, 4 * FORGED_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return;
+	forge_and_free(m + FORGED_SIZE, CHUNK_NON_MAIN_ARENA);
+}
+
+TEST_F(integrity, free_of_forged_chunk_in_a_mapping_aborts)
+{
+	expect_death(_metadata, free_forged_mapped_chunk,
+		     "free(): invalid pointer");
+}
+
 /* ---- malloc() ---- */
 
 static void corrupt_top_size(void)
