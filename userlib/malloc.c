@@ -409,9 +409,13 @@ UPA_API void *upa_calloc(size_t nmemb, size_t size)
 		struct upa_tcache *tc = &upa_tc;
 		unsigned int idx = tcache_index(nb);
 
+		/*
+		 * The whole usable size, as glibc: programs read up to
+		 * malloc_usable_size() of calloc'd memory.
+		 */
 		if (tc->head[idx]) {
 			mem = tcache_pop(tc, idx);	/* a hit: derived */
-			return memset(mem, 0, n);
+			return memset(mem, 0, nb - UPA_WORD);
 		}
 	}
 	upa_tc.counter[UPA_TC_SLOW_MALLOCS]++;
