@@ -29,7 +29,8 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
 		size_t psize = c->prev_size;
 		struct upa_chunk *prev = chunk_prev(c);
 
-		UPA_CHECK(chunk_size(prev) == psize, "corrupted size vs. prev_size");
+		UPA_CHECK(chunk_size(prev) == psize,
+			  "corrupted size vs. prev_size while consolidating");
 		upa_bin_unlink(prev);
 		c = prev;
 		size += psize;
@@ -389,8 +390,9 @@ static void free_mmapped(struct upa_chunk *c)
  * glibc's checks of a heap chunk on free, made here for every size (the
  * thread cache takes chunks glibc's arena would see): not the top chunk,
  * the successor inside the heap, marked in use by it (cached, fast-bin
- * and remote-listed chunks count as in use). Read without the arena lock:
- * none of these words changes while the chunk is in use.
+ * and remote-listed chunks count as in use), its size sane. Read without
+ * the arena lock: none of these words changes while the chunk is in use
+ * (system_mem only bounds a sanity check).
  */
 static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
 			     size_t size)
@@ -403,6 +405,12 @@ static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
 	UPA_CHECK((char *)next < (char *)h + h->size && (char *)next > (char *)c,
 		  "double free or corruption (out)");
 	UPA_CHECK(chunk_prev_inuse(next), "double free or corruption (!prev)");
+	if (chunk_size(next) < UPA_HEADER ||
+	    chunk_size(next) >= __atomic_load_n(&a->system_mem,
+						__ATOMIC_RELAXED))
+		upa_fatal(size <= upa_mp.max_fast ?
+			  "free(): invalid next size (fast)" :
+			  "free(): invalid next size (normal)");
 }
 
 /*

@@ -158,11 +158,11 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 			  chunk_size(next) <= a->system_mem,
 			  "malloc(): invalid size (unsorted)");
 		UPA_CHECK(next->prev_size == size,
-			  "corrupted size vs. prev_size");
+			  "malloc(): mismatching next->prev_size (unsorted)");
 		UPA_CHECK(bck->fd == c && c->fd == head,
 			  "malloc(): unsorted double linked list corrupted");
 		UPA_CHECK(!chunk_prev_inuse(next),
-			  "malloc(): unsorted double linked list corrupted");
+			  "malloc(): invalid next->prev_inuse (unsorted)");
 
 		if (in_smallbin_range(nb) && bck == head &&
 		    c == a->last_remainder && size >= nb + UPA_MIN_CHUNK) {
@@ -244,7 +244,14 @@ void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh)
 		mem = bins_search(a, nb);
 		if (mem)
 			return mem;
-		UPA_CHECK(upa_top_size(a) <= a->system_mem,
+		/*
+		 * glibc's bound, and ours: the top chunk ends at its heap's
+		 * usable end (a size made smaller would leave the rest of
+		 * the heap to no chunk, a larger one run past it).
+		 */
+		UPA_CHECK(upa_top_size(a) <= a->system_mem &&
+			  (!a->top || (char *)a->top + upa_top_size(a) ==
+				      (char *)a->heap + a->heap->size),
 			  "malloc(): corrupted top size");
 		if (upa_top_size(a) >= nb + UPA_MIN_CHUNK)
 			break;

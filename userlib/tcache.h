@@ -285,7 +285,7 @@ static inline void upa_free_inline(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_chunk *c;
-	size_t ci, size;
+	size_t ci, size, nsize;
 
 	if (unlikely(mem == NULL))
 		return;
@@ -314,12 +314,16 @@ static inline void upa_free_inline(void *mem)
 		if (unlikely(size & (UPA_IS_MMAPPED | 8)))
 			return upa_free_slow(mem);
 		/*
-		 * Free already, in a bin of its arena: the successor's
-		 * PREV_INUSE is clear (cached, fast-bin and remote-listed
-		 * chunks count as in use; those carry the key instead). The
+		 * The successor: its PREV_INUSE is clear when the chunk is
+		 * free already, in a bin of its arena (cached, fast-bin and
+		 * remote-listed chunks count as in use; those carry the key
+		 * instead), and its size is >= 16 and below a heap's reserve
+		 * (glibc's "invalid next size", which its cache skips). The
 		 * slow path tells which check failed.
 		 */
-		if (unlikely(!(chunk_at(c, ci << 4)->size & UPA_PREV_INUSE)))
+		nsize = chunk_at(c, ci << 4)->size;
+		if (unlikely(!(nsize & UPA_PREV_INUSE) ||
+			     ((nsize - UPA_HEADER) & upa_heap_mask)))
 			return upa_free_slow(mem);
 		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))

@@ -574,6 +574,223 @@ TEST_F(integrity, free_of_forged_chunk_in_a_mapping_aborts)
 		     "free(): invalid pointer");
 }
 
+/*
+ * ---- corruption glibc 2.36 catches, on every path ----
+ * With the default cache (32 blocks per size up to 4 KiB) most frees and
+ * mallocs never reach the arena, where glibc makes these checks: each
+ * check is tested on the thread-cache path too (no tcache_disable()).
+ */
+
+/* The successor's size overwritten (an overflow of the block): size 0. */
+static void next_size_zeroed_then_free(size_t n)
+{
+	char *p = malloc(n), *guard = malloc(n);
+
+	*chunk_size_word(guard) = CHUNK_PREV_INUSE;	/* p in use, size 0 */
+	free(p);
+	malloc_64_of(n);
+}
+
+static void tcache_fast_free_with_bad_next_size(void)
+{
+	next_size_zeroed_then_free(40);
+}
+
+TEST_F(integrity, cached_fast_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, tcache_fast_free_with_bad_next_size,
+		     "free(): invalid next size (fast)");
+}
+
+static void tcache_normal_free_with_bad_next_size(void)
+{
+	next_size_zeroed_then_free(400);
+}
+
+TEST_F(integrity, cached_normal_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, tcache_normal_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+static void large_cache_free_with_bad_next_size(void)
+{
+	next_size_zeroed_then_free(2000);
+}
+
+TEST_F(integrity, large_cached_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, large_cache_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+/* A huge successor size: past anything the arena holds. */
+static void tcache_free_with_huge_next_size(void)
+{
+	char *p = malloc(40), *guard = malloc(40);
+
+	*chunk_size_word(guard) = HUGE_SIZE;
+	free(p);
+	malloc_64_of(40);
+}
+
+TEST_F(integrity, cached_free_with_huge_next_size_aborts)
+{
+	expect_death(_metadata, tcache_free_with_huge_next_size,
+		     "free(): invalid next size (fast)");
+}
+
+/* The remote path: another arena's chunk, freed past a full bin. */
+static void remote_free_with_bad_next_size(void)
+{
+	pthread_t t;
+	int i;
+
+	if (pthread_create(&t, NULL, alloc_ovf, (void *)(uintptr_t)400) ||
+	    pthread_join(t, NULL))
+		return;
+	empty_cache();
+	for (i = 0; i < 32; i++)
+		free(ovf[i]);			/* the bin is full */
+	*chunk_size_word(ovf[33]) = CHUNK_PREV_INUSE;
+	free(ovf[32]);
+	malloc_64_of(400);
+}
+
+TEST_F(integrity, remote_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, remote_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+/* Sorting the unsorted bin: the successor's prev_size disagrees. */
+static void unsorted_prev_size_mismatch(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);				/* past the cache: unsorted */
+	*chunk_prev_size_word(guard) = 6000;	/* a's size is 6016 */
+	malloc(8000);
+}
+
+TEST_F(integrity, unsorted_chunk_with_mismatching_prev_size_aborts)
+{
+	expect_death(_metadata, unsorted_prev_size_mismatch,
+		     "malloc(): mismatching next->prev_size (unsorted)");
+}
+
+/* The same on the arena path of a small size (cache off). */
+static void unsorted_small_prev_size_mismatch(void)
+{
+	char *a, *guard;
+
+	tcache_disable();
+	a = malloc(400);
+	guard = malloc(100);
+	free(a);
+	*chunk_prev_size_word(guard) = 400;	/* a's size is 416 */
+	malloc(3000);
+}
+
+TEST_F(integrity, unsorted_small_chunk_with_mismatching_prev_size_aborts)
+{
+	expect_death(_metadata, unsorted_small_prev_size_mismatch,
+		     "malloc(): mismatching next->prev_size (unsorted)");
+}
+
+/* With the default cache: a block past it, its bk overwritten. */
+static void unsorted_link_corrupted_default_cache(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	LINK(a, 1) = (uintptr_t)fake_chunk;	/* bk->fd != a */
+	malloc(8000);
+	free(guard);
+}
+
+TEST_F(integrity, unsorted_list_corrupted_with_default_cache_aborts)
+{
+	expect_death(_metadata, unsorted_link_corrupted_default_cache,
+		     "malloc(): unsorted double linked list corrupted");
+}
+
+/* The successor's PREV_INUSE set again while the chunk sits unsorted. */
+static void unsorted_next_marked_in_use(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	*chunk_size_word(guard) |= CHUNK_PREV_INUSE;
+	malloc(8000);
+	free(guard);
+}
+
+TEST_F(integrity, unsorted_chunk_whose_successor_says_in_use_aborts)
+{
+	expect_death(_metadata, unsorted_next_marked_in_use,
+		     "malloc(): invalid next->prev_inuse (unsorted)");
+}
+
+/*
+ * Freeing b merges it with the free chunk before it, found through b's
+ * prev_size: a prev_size that does not match that chunk's size.
+ */
+static void consolidate_backward_bad_prev_size(void)
+{
+	char *a = malloc(6000), *b = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	*chunk_prev_size_word(b) = 6016 - 64;	/* into a's user data */
+	free(b);
+	free(guard);
+}
+
+TEST_F(integrity, consolidating_with_mismatched_prev_size_aborts)
+{
+	expect_death(_metadata, consolidate_backward_bad_prev_size,
+		     "corrupted size vs. prev_size while consolidating");
+}
+
+/* The same through the cache path of a small size: fast bins merged. */
+static void consolidate_fastbin_bad_prev_size(void)
+{
+	char *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(400);
+	b = malloc(40);
+	guard = malloc(100);
+	free(a);				/* unsorted */
+	free(b);				/* fast bin */
+	*chunk_prev_size_word(b) = 416 - 64;
+	malloc(70000);				/* consolidates the fast bins */
+	free(guard);
+}
+
+TEST_F(integrity, consolidating_fast_chunk_with_mismatched_prev_size_aborts)
+{
+	expect_death(_metadata, consolidate_fastbin_bad_prev_size,
+		     "corrupted size vs. prev_size while consolidating");
+}
+
+/* The top chunk's size made smaller: it no longer ends at the heap's end. */
+static void top_size_made_too_small(void)
+{
+	char *p;
+
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	p = malloc(200 << 10);		/* the top follows p */
+	*chunk_size_word(chunk_next(p)) = 64 | CHUNK_PREV_INUSE;
+	malloc(300 << 10);
+}
+
+TEST_F(integrity, malloc_from_top_made_too_small_aborts)
+{
+	expect_death(_metadata, top_size_made_too_small,
+		     "malloc(): corrupted top size");
+}
+
 /* ---- malloc() ---- */
 
 static void corrupt_top_size(void)
