@@ -174,8 +174,14 @@ void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
 	int_free(a, c, NULL);
 }
 
-/* Free a heap chunk into its own arena: lock, free, unlock, unmap. */
-void upa_free_chunk_any(struct upa_chunk *c)
+/*
+ * Free heap chunk c into its arena, together with up to n chunks of the
+ * calling thread's cache bin idx when they belong to the same arena, then
+ * drain the arena's remote list: one lock round trip for all. Heaps the
+ * frees drop are unmapped after the unlock (no syscall holds the lock).
+ */
+static void arena_free(struct upa_tcache *tc, struct upa_chunk *c,
+		       unsigned int idx, unsigned int n)
 {
 	struct upa_arena *a = upa_arena_of_checked(c, "free(): invalid pointer");
 	struct upa_heap *released = NULL;
@@ -184,12 +190,22 @@ void upa_free_chunk_any(struct upa_chunk *c)
 	if (unlikely(a->quarantined))
 		return;
 	upa_lock(&a->lock);
+	while (n-- && *tcache_headp(tc, idx) &&
+	       upa_arena_of_checked(mem_chunk(*tcache_headp(tc, idx)),
+				    "free(): invalid pointer") == a)
+		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
+	/* c last: a fast bin's top, where glibc's free would leave it. */
 	int_free(a, c, &released);
 	upa_remote_drain(a, &released);
 	upa_unlock(&a->lock);
-	/* munmap after unlock: no syscall holds the heap lock. */
 	if (released)
 		upa_region_release_heaps(released);
+}
+
+/* Free a heap chunk into its own arena. */
+void upa_free_chunk_any(struct upa_chunk *c)
+{
+	arena_free(&upa_tc, c, 0, 0);
 }
 
 /*
@@ -204,22 +220,7 @@ void upa_free_chunk_any(struct upa_chunk *c)
 static void free_batch(struct upa_tcache *tc, unsigned int idx,
 		       struct upa_chunk *c)
 {
-	struct upa_arena *a = upa_arena_of(c);
-	struct upa_heap *released = NULL;
-	unsigned int n = tcache_bin_limit(tc, idx) / 2;
-
-	if (unlikely(a->quarantined))
-		return;
-	upa_lock(&a->lock);
-	while (n-- && *tcache_headp(tc, idx) &&
-	       upa_arena_of_checked(mem_chunk(*tcache_headp(tc, idx)),
-				    "free(): invalid pointer") == a)
-		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
-	/* c last: a fast bin's top, where glibc's free would leave it. */
-	int_free(a, c, &released);
-	upa_unlock(&a->lock);
-	if (released)
-		upa_region_release_heaps(released);
+	arena_free(tc, c, idx, tcache_bin_limit(tc, idx) / 2);
 }
 
 /*

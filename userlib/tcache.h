@@ -203,50 +203,55 @@ static inline struct upa_tcache_entry *tcache_reveal(const void *pos,
 	return (struct upa_tcache_entry *)(((uintptr_t)pos >> 12) ^ v);
 }
 
+/*
+ * Push e on the list at *head whose free slots are *room, and pop from it:
+ * the one implementation behind the push and pop of either bin kind.
+ */
+static inline void tcache_link(struct upa_tcache_entry **head, uint16_t *room,
+			       struct upa_tcache_entry *e)
+{
+	e->next = fastbin_protect(&e->next, *head);
+	e->key = upa_tcache_key;
+	*head = e;
+	(*room)--;
+}
+
+static inline struct upa_tcache_entry *
+tcache_unlink(struct upa_tcache_entry **head, uint16_t *room)
+{
+	struct upa_tcache_entry *e = *head;
+
+	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
+	*head = tcache_reveal(&e->next, e->next);
+	(*room)++;
+	e->key = 0;
+	return e;
+}
+
+/* Push and pop on a small bin (idx < UPA_TCACHE_BINS): the fast paths. */
 static inline void tcache_push(struct upa_tcache *tc, size_t idx,
 			       struct upa_tcache_entry *e)
 {
-	e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)tc->head[idx];
-	e->key = upa_tcache_key;
-	tc->head[idx] = e;
-	tc->room[idx]--;
+	tcache_link(&tc->head[idx], &tc->room[idx], e);
 }
 
 static inline struct upa_tcache_entry *tcache_pop(struct upa_tcache *tc,
 						  size_t idx)
 {
-	struct upa_tcache_entry *e = tc->head[idx];
-
-	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
-	tc->head[idx] = tcache_reveal(&e->next, e->next);
-	tc->room[idx]++;
-	e->key = 0;
-	return e;
+	return tcache_unlink(&tc->head[idx], &tc->room[idx]);
 }
 
 /* Push and pop on any bin (the caller knows it has room / an entry). */
 static inline void tcache_push_any(struct upa_tcache *tc, size_t idx,
 				   struct upa_tcache_entry *e)
 {
-	struct upa_tcache_entry **head = tcache_headp(tc, idx);
-
-	e->next = fastbin_protect(&e->next, *head);
-	e->key = upa_tcache_key;
-	*head = e;
-	(*tcache_roomp(tc, idx))--;
+	tcache_link(tcache_headp(tc, idx), tcache_roomp(tc, idx), e);
 }
 
 static inline struct upa_tcache_entry *tcache_pop_any(struct upa_tcache *tc,
 						      size_t idx)
 {
-	struct upa_tcache_entry **head = tcache_headp(tc, idx);
-	struct upa_tcache_entry *e = *head;
-
-	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
-	*head = tcache_reveal(&e->next, e->next);
-	(*tcache_roomp(tc, idx))++;
-	e->key = 0;
-	return e;
+	return tcache_unlink(tcache_headp(tc, idx), tcache_roomp(tc, idx));
 }
 
 /* The slow paths' push and pop: they keep the counts hits derive from. */
