@@ -161,6 +161,12 @@ void upa_fastbin_push(struct upa_arena *a, struct upa_chunk *c, size_t size)
 	/* The cheap double-free check: c is not already the bin's top. */
 	UPA_CHECK(old != c, "double free or corruption (fasttop)");
 	c->fd = (struct upa_chunk *)fastbin_protect(&c->fd, old);
+	/*
+	 * The cache key marks it free, as in a thread cache: its second
+	 * free, which the cache may take, is looked up here
+	 * (upa_free_check_held).
+	 */
+	c->bk = (struct upa_chunk *)upa_tcache_key;
 	a->fastbins[idx] = c;
 	a->have_fastchunks = true;
 }
@@ -175,6 +181,7 @@ struct upa_chunk *upa_fastbin_pop(struct upa_arena *a, unsigned int idx)
 	UPA_CHECK(fastbin_index(chunk_size(c)) == idx,
 		  "malloc(): memory corruption (fast)");
 	a->fastbins[idx] = fastbin_reveal(&c->fd, (uintptr_t)c->fd);
+	c->bk = NULL;		/* the key: in use again */
 	return c;
 }
 
@@ -271,6 +278,7 @@ void upa_consolidate(struct upa_arena *a)
 			UPA_CHECK(fastbin_index(chunk_size(c)) == i,
 				  "malloc(): memory corruption (fast)");
 			next = fastbin_reveal(&c->fd, (uintptr_t)c->fd);
+			c->bk = NULL;	/* no stale key inside a merged chunk */
 			upa_free_coalesce(a, c, chunk_size(c));
 			c = next;
 		}

@@ -29,7 +29,8 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
 		size_t psize = c->prev_size;
 		struct upa_chunk *prev = chunk_prev(c);
 
-		UPA_CHECK(chunk_size(prev) == psize, "corrupted size vs. prev_size");
+		UPA_CHECK(chunk_size(prev) == psize,
+			  "corrupted size vs. prev_size while consolidating");
 		upa_bin_unlink(prev);
 		c = prev;
 		size += psize;
@@ -173,22 +174,38 @@ void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
 	int_free(a, c, NULL);
 }
 
-/* Free a heap chunk into its own arena: lock, free, unlock, unmap. */
-void upa_free_chunk_any(struct upa_chunk *c)
+/*
+ * Free heap chunk c into its arena, together with up to n chunks of the
+ * calling thread's cache bin idx when they belong to the same arena, then
+ * drain the arena's remote list: one lock round trip for all. Heaps the
+ * frees drop are unmapped after the unlock (no syscall holds the lock).
+ */
+static void arena_free(struct upa_tcache *tc, struct upa_chunk *c,
+		       unsigned int idx, unsigned int n)
 {
-	struct upa_arena *a = upa_arena_of(c);
+	struct upa_arena *a = upa_arena_of_checked(c, "free(): invalid pointer");
 	struct upa_heap *released = NULL;
 
 	/* Fork child: the arena may be inconsistent; leak, never touch it. */
 	if (unlikely(a->quarantined))
 		return;
 	upa_lock(&a->lock);
+	while (n-- && *tcache_headp(tc, idx) &&
+	       upa_arena_of_checked(mem_chunk(*tcache_headp(tc, idx)),
+				    "free(): invalid pointer") == a)
+		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
+	/* c last: a fast bin's top, where glibc's free would leave it. */
 	int_free(a, c, &released);
 	upa_remote_drain(a, &released);
 	upa_unlock(&a->lock);
-	/* munmap after unlock: no syscall holds the heap lock. */
 	if (released)
 		upa_region_release_heaps(released);
+}
+
+/* Free a heap chunk into its own arena. */
+void upa_free_chunk_any(struct upa_chunk *c)
+{
+	arena_free(&upa_tc, c, 0, 0);
 }
 
 /*
@@ -203,23 +220,7 @@ void upa_free_chunk_any(struct upa_chunk *c)
 static void free_batch(struct upa_tcache *tc, unsigned int idx,
 		       struct upa_chunk *c)
 {
-	struct upa_arena *a = upa_arena_of(c);
-	struct upa_heap *released = NULL;
-	unsigned int n = tcache_bin_limit(tc, idx) / 2;
-
-	if (unlikely(a->quarantined))
-		return;
-	/* c in the cache too would be freed twice below: catch it first. */
-	if (((struct upa_tcache_entry *)chunk_mem(c))->key == upa_tcache_key)
-		upa_tcache_double_free_scan(tc, idx, chunk_mem(c));
-	upa_lock(&a->lock);
-	int_free(a, c, &released);
-	while (n-- && *tcache_headp(tc, idx) &&
-	       upa_arena_of(mem_chunk(*tcache_headp(tc, idx))) == a)
-		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
-	upa_unlock(&a->lock);
-	if (released)
-		upa_region_release_heaps(released);
+	arena_free(tc, c, idx, tcache_bin_limit(tc, idx) / 2);
 }
 
 /*
@@ -233,19 +234,14 @@ static void free_batch(struct upa_tcache *tc, unsigned int idx,
  * chunks drains it itself if the lock is free: an arena whose thread is
  * idle or gone still gets its memory back.
  *
- * Integrity: listed chunks carry upa_remote_key() (a chunk freed twice
- * while listed is sent down the locked path, where the drain and int_free
- * catch it; a coincidence of user data is harmless there), and the drain
- * aborts on any entry without the key (freed twice, once into a thread
- * cache) or of another arena. Chunks stay "in use" for their arena while
- * listed, like chunks in a thread cache.
+ * Integrity: listed chunks carry upa_tcache_key, like cached ones, so a
+ * second free of a listed chunk takes the keyed path
+ * (upa_free_check_held), which finds it on the list; the drain aborts on
+ * any entry without the key (overwritten after free) or of another arena.
+ * Chunks stay "in use" for their arena while listed, like chunks in a
+ * thread cache.
  */
 #define UPA_REMOTE_DRAIN	256
-
-static inline uintptr_t upa_remote_key(void)
-{
-	return upa_tcache_key ^ 0x9e3779b97f4a7c15UL;
-}
 
 /*
  * Free every listed chunk of a (locked) into its bins; when a is the
@@ -256,7 +252,7 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_tcache_entry *e;
-	uintptr_t key = upa_remote_key();
+	uintptr_t key = upa_tcache_key;
 	bool mine = tc->arena == a;
 	long n = 0;
 
@@ -269,7 +265,8 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
 
 		UPA_CHECK(chunk_aligned(e) && e->key == key,
 			  "free(): double free detected (remote list)");
-		UPA_CHECK(!chunk_is_mmapped(c) && upa_arena_of(c) == a,
+		UPA_CHECK(!chunk_is_mmapped(c) &&
+			  upa_arena_of_checked(c, "free(): corrupted remote list") == a,
 			  "free(): corrupted remote list");
 		e->key = 0;
 		if (mine) {
@@ -330,24 +327,11 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 			struct upa_chunk *c, size_t idx)
 {
 	struct upa_tcache_entry *first = chunk_mem(c), *last = first, *e;
-	uintptr_t key = upa_remote_key();
+	uintptr_t key = upa_tcache_key;
 	struct upa_heap *released = NULL;
 	long n = 1, count;
 	void *head;
 
-	/* c in the cache too would be listed twice below: catch it first. */
-	if (idx < UPA_TCACHE_BINS && first->key == upa_tcache_key)
-		upa_tcache_double_free_scan(tc, (unsigned int)idx, first);
-	if (unlikely(first->key == key)) {
-		/* Listed already, or user data equal to the key: locked path. */
-		upa_lock(&a->lock);
-		upa_remote_drain(a, &released);
-		int_free(a, c, &released);
-		upa_unlock(&a->lock);
-		if (released)
-			upa_region_release_heaps(released);
-		return;
-	}
 	if (idx < UPA_TCACHE_BINS && !tc->room[idx])
 		remote_freer_adapt(tc);
 	first->key = key;
@@ -364,7 +348,8 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 			unsigned int k = all ? tc->limit : tc->limit / 2;
 
 			while (k-- && tc->head[i] &&
-			       upa_arena_of(mem_chunk(tc->head[i])) == a) {
+			       upa_arena_of_checked(mem_chunk(tc->head[i]),
+						    "free(): invalid pointer") == a) {
 				e = tcache_pop_counted(tc, i);
 				e->key = key;
 				last->next = fastbin_protect(&last->next, e);
@@ -402,6 +387,74 @@ static void free_mmapped(struct upa_chunk *c)
 	upa_region_munmap_chunk(c);
 }
 
+/*
+ * glibc's checks of a heap chunk on free, made here for every size (the
+ * thread cache takes chunks glibc's arena would see): not the top chunk,
+ * the successor inside the heap, marked in use by it (cached, fast-bin
+ * and remote-listed chunks count as in use), its size sane. Read without
+ * the arena lock: none of these words changes while the chunk is in use
+ * (system_mem only bounds a sanity check).
+ */
+static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
+			     size_t size)
+{
+	struct upa_heap *h = upa_heap_of(c);
+	struct upa_chunk *next = chunk_at(c, size);
+
+	UPA_CHECK(c != __atomic_load_n(&a->top, __ATOMIC_RELAXED),
+		  "double free or corruption (top)");
+	UPA_CHECK((char *)next < (char *)h + h->size && (char *)next > (char *)c,
+		  "double free or corruption (out)");
+	UPA_CHECK(chunk_prev_inuse(next), "double free or corruption (!prev)");
+	if (chunk_size(next) < UPA_HEADER ||
+	    chunk_size(next) >= __atomic_load_n(&a->system_mem,
+						__ATOMIC_RELAXED))
+		upa_fatal(size <= upa_mp.max_fast ?
+			  "free(): invalid next size (fast)" :
+			  "free(): invalid next size (normal)");
+}
+
+/*
+ * free() of a chunk whose user data carry upa_tcache_key: it was freed
+ * already and is held where that key marks chunks (this thread's cache, a
+ * fast bin, its arena's remote list), or its data hold the key by chance
+ * (then it is not found and the free proceeds). Chunks elsewhere in the
+ * arena are free (their successor's PREV_INUSE is clear, checked before).
+ * Aborts when found; takes the arena lock for the walks (no lock held by
+ * the caller). Only keyed frees pay for it.
+ */
+void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c)
+{
+	size_t size = chunk_size(c), idx = tcache_index(size);
+	void *mem = chunk_mem(c);
+	struct upa_tcache_entry *e;
+	struct upa_arena *a;
+
+	if (idx < tcache_bins_mapped(tc))
+		upa_tcache_double_free_scan(tc, (unsigned int)idx, mem);
+	a = upa_arena_of_checked(c, "free(): invalid pointer");
+	if (a->quarantined)
+		return;
+	upa_lock(&a->lock);
+	/* Pushers only prepend: the list below the head read is stable. */
+	for (e = __atomic_load_n(&a->remote, __ATOMIC_ACQUIRE); e;
+	     e = tcache_reveal(&e->next, e->next)) {
+		UPA_CHECK(e != mem, "free(): double free detected (remote list)");
+		UPA_CHECK(chunk_aligned(e), "free(): corrupted remote list");
+	}
+	if (fastbin_index(size) < UPA_NFASTBINS) {
+		struct upa_chunk *f = a->fastbins[fastbin_index(size)];
+
+		UPA_CHECK(f != c, "double free or corruption (fasttop)");
+		for (; f; f = fastbin_reveal(&f->fd, (uintptr_t)f->fd)) {
+			UPA_CHECK(f != c, "free(): double free detected in fast bin");
+			UPA_CHECK(chunk_aligned(f),
+				  "malloc(): unaligned fastbin chunk detected");
+		}
+	}
+	upa_unlock(&a->lock);
+}
+
 void upa_free_slow(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
@@ -423,6 +476,10 @@ void upa_free_slow(void *mem)
 	}
 	UPA_CHECK(size >= UPA_MIN_CHUNK && size % UPA_ALIGN == 0,
 		  "free(): invalid size");
+	free_check_inuse(upa_arena_of_checked(c, "free(): invalid pointer"), c,
+			 size);
+	if (unlikely(((struct upa_tcache_entry *)mem)->key == upa_tcache_key))
+		upa_free_check_held(tc, c);
 	if (unlikely(tc->state == UPA_THREAD_NEW)) {
 		unsigned int idx = tcache_index(size);
 
@@ -430,8 +487,6 @@ void upa_free_slow(void *mem)
 		if (idx < UPA_TCACHE_BINS && tc->room[idx]) {
 			struct upa_tcache_entry *e = mem;
 
-			if (e->key == upa_tcache_key)
-				upa_tcache_double_free_scan(tc, idx, mem);
 			tcache_push(tc, idx, e);
 			tc->counter[UPA_TC_FREES]++;
 			return;

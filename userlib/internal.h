@@ -198,6 +198,20 @@ static inline struct upa_heap *upa_heap_of(const void *p)
 	return (struct upa_heap *)((uintptr_t)p & upa_heap_mask);
 }
 
+/* region.c's heap map: bit (address >> upa_heap_shift) set for our heaps. */
+extern uint64_t *upa_heap_map;
+extern unsigned int upa_heap_shift;
+
+/* Is h (an aligned address) a heap of ours? Lock-free, reads no header. */
+static inline bool upa_heap_known(const struct upa_heap *h)
+{
+	uintptr_t i = (uintptr_t)h >> upa_heap_shift;
+	const uint64_t *map = __atomic_load_n(&upa_heap_map, __ATOMIC_ACQUIRE);
+
+	return map && !(i >> (47 - upa_heap_shift)) &&
+	       (__atomic_load_n(&map[i / 64], __ATOMIC_ACQUIRE) >> (i % 64) & 1);
+}
+
 struct upa_chunk *upa_heap_first_chunk(struct upa_heap *h);
 int upa_region_init(const char **why);
 const char *upa_region_backend_name(void);
@@ -286,7 +300,7 @@ struct upa_arena {
 	 * use another arena, pushed without the lock (one CAS per batch) and
 	 * freed into the bins by whoever next holds the lock and drains the
 	 * list. A stack of user-data entries (struct upa_tcache_entry: next
-	 * mangled as in the thread cache, key = upa_remote_key()); only
+	 * mangled as in the thread cache, key = upa_tcache_key); only
 	 * emptied whole (exchange), so no ABA. remote_count: chunks pushed
 	 * minus chunks drained, approximate (a trigger, never a bound).
 	 * Last, kilobytes away from the lock: the pushers' CAS must not
@@ -336,6 +350,28 @@ static inline struct upa_arena *upa_arena_of(const struct upa_chunk *c)
 	return chunk_non_main(c) ? upa_heap_of(c)->arena : &upa_main_arena;
 }
 
+/*
+ * upa_arena_of() for a chunk handed in by the program (free, realloc) or
+ * taken from a list a program could have written: its heap must be one of
+ * ours before the heap's header is read, the chunk past that header, its
+ * NON_MAIN_ARENA bit that of the heap's arena. A forged chunk elsewhere
+ * (static data, a stack, a mapping that is no heap) would make us read an
+ * arbitrary aligned address. Aborts with msg.
+ */
+static inline struct upa_arena *upa_arena_of_checked(const struct upa_chunk *c,
+						     const char *msg)
+{
+	struct upa_heap *h = upa_heap_of(c);
+	struct upa_arena *a;
+
+	UPA_CHECK(upa_heap_known(h) && (const void *)c >= (const void *)(h + 1),
+		  msg);
+	a = h->arena;
+	UPA_CHECK((a != &upa_main_arena) == chunk_non_main(c) &&
+		  (const void *)c >= (const void *)upa_heap_first_chunk(h), msg);
+	return a;
+}
+
 /* ------------------------------------------------------------------ */
 /* tcache.c: the per-thread cache; tcache.h holds the inline fast paths */
 
@@ -361,6 +397,7 @@ void upa_free_slow(void *mem);
 void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh);
 void upa_int_free(struct upa_arena *a, struct upa_chunk *c);
 void upa_free_chunk_any(struct upa_chunk *c);
+void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c);
 void upa_remote_drain(struct upa_arena *a, struct upa_heap **released);
 size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c,
 			 size_t size);

@@ -158,11 +158,11 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 			  chunk_size(next) <= a->system_mem,
 			  "malloc(): invalid size (unsorted)");
 		UPA_CHECK(next->prev_size == size,
-			  "corrupted size vs. prev_size");
+			  "malloc(): mismatching next->prev_size (unsorted)");
 		UPA_CHECK(bck->fd == c && c->fd == head,
 			  "malloc(): unsorted double linked list corrupted");
 		UPA_CHECK(!chunk_prev_inuse(next),
-			  "malloc(): unsorted double linked list corrupted");
+			  "malloc(): invalid next->prev_inuse (unsorted)");
 
 		if (in_smallbin_range(nb) && bck == head &&
 		    c == a->last_remainder && size >= nb + UPA_MIN_CHUNK) {
@@ -244,7 +244,14 @@ void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh)
 		mem = bins_search(a, nb);
 		if (mem)
 			return mem;
-		UPA_CHECK(upa_top_size(a) <= a->system_mem,
+		/*
+		 * glibc's bound, and ours: the top chunk ends at its heap's
+		 * usable end (a size made smaller would leave the rest of
+		 * the heap to no chunk, a larger one run past it).
+		 */
+		UPA_CHECK(upa_top_size(a) <= a->system_mem &&
+			  (!a->top || (char *)a->top + upa_top_size(a) ==
+				      (char *)a->heap + a->heap->size),
 			  "malloc(): corrupted top size");
 		if (upa_top_size(a) >= nb + UPA_MIN_CHUNK)
 			break;
@@ -319,6 +326,8 @@ static void *arena_malloc(size_t nb, bool *fresh)
 		}
 	}
 	a = upa_arena_lock_mine(tc);
+	if (unlikely(!a))
+		goto no_arena;
 	/* Other threads' frees of our chunks first (no trim: we allocate). */
 	upa_remote_drain(a, NULL);
 	grows = a->st.heap_grows;
@@ -337,7 +346,12 @@ static void *arena_malloc(size_t nb, bool *fresh)
 		return mem;
 	}
 
-	/* The heap could not grow: a region of its own, or another arena. */
+	/*
+	 * The heap could not grow, or no arena is usable (a fork child
+	 * whose arenas were all held at the fork, no new heap mappable):
+	 * a region of its own, or another arena.
+	 */
+no_arena:
 	c = upa_region_mmap_chunk(nb, UPA_ALIGN, true);
 	if (c) {
 		if (fresh)
@@ -402,9 +416,13 @@ UPA_API void *upa_calloc(size_t nmemb, size_t size)
 		struct upa_tcache *tc = &upa_tc;
 		unsigned int idx = tcache_index(nb);
 
+		/*
+		 * The whole usable size, as glibc: programs read up to
+		 * malloc_usable_size() of calloc'd memory.
+		 */
 		if (tc->head[idx]) {
 			mem = tcache_pop(tc, idx);	/* a hit: derived */
-			return memset(mem, 0, n);
+			return memset(mem, 0, nb - UPA_WORD);
 		}
 	}
 	upa_tc.counter[UPA_TC_SLOW_MALLOCS]++;

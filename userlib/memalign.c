@@ -23,6 +23,8 @@ static void *memalign_heap(size_t align, size_t nb)
 	if (unlikely(tc->state == UPA_THREAD_NEW))
 		upa_thread_setup(tc);
 	a = upa_arena_lock_mine(tc);
+	if (unlikely(!a))
+		return NULL;	/* none usable: the caller maps a region */
 	m = upa_int_malloc(a, nb + align + UPA_MIN_CHUNK, NULL);
 	if (!m) {
 		upa_unlock(&a->lock);

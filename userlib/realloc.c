@@ -207,7 +207,7 @@ UPA_API void *upa_realloc(void *mem, size_t n)
 	}
 	UPA_CHECK(size >= UPA_MIN_CHUNK && size % UPA_ALIGN == 0,
 		  "realloc(): invalid old size");
-	a = upa_arena_of(c);
+	a = upa_arena_of_checked(c, "realloc(): invalid pointer");
 	/*
 	 * Fits already: no lock. The chunk is the caller's, so its size is
 	 * stable; only the neighbour's header (its P bit, set while c is in

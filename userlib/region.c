@@ -36,12 +36,60 @@
  * (or UPALLOC_URING=0, no ring) keep the synchronous break moves.
  */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 #include "../kmod/uapi/upalloc.h"
 
 static const struct upa_src *src = &upa_src_anon;
 size_t upa_heap_mask = ~(UPA_DEFAULT_HEAP_RESERVE - 1);
+
+/*
+ * The heap map: one bit per heap_reserve-aligned slot of the user address
+ * space (2^47 bytes), set while a heap of ours starts there. free() asks
+ * it before it reads the header of a chunk's heap (upa_heap_known): a
+ * forged chunk's upa_heap_of() is any aligned address, maybe unmapped.
+ * Lock-free: set and cleared atomically; mapped (never touched whole:
+ * 256 KiB of address space for 64 MiB heaps) with the first heap and
+ * published once; private memory, so a fork child has its own copy.
+ */
+uint64_t *upa_heap_map;
+unsigned int upa_heap_shift = __builtin_ctzl(UPA_DEFAULT_HEAP_RESERVE);
+
+#define HEAP_MAP_SPACE_BITS	47
+
+static int heap_map_set(struct upa_heap *h, bool on)
+{
+	uintptr_t i = (uintptr_t)h >> upa_heap_shift;
+	uint64_t *map = __atomic_load_n(&upa_heap_map, __ATOMIC_ACQUIRE);
+
+	if (!map) {
+		size_t len = upa_align_up(((size_t)1 << (HEAP_MAP_SPACE_BITS -
+							 upa_heap_shift)) / 8,
+					  upa_page_size);
+		uint64_t *none = NULL;
+
+		map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (map == MAP_FAILED)
+			return -ENOMEM;
+		if (!__atomic_compare_exchange_n(&upa_heap_map, &none, map,
+						 false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE)) {
+			munmap(map, len);
+			map = none;
+		}
+	}
+	if (i >> (HEAP_MAP_SPACE_BITS - upa_heap_shift))
+		return -ENOMEM;		/* above the map: not a heap for us */
+	if (on)
+		__atomic_fetch_or(&map[i / 64], 1ULL << (i % 64),
+				  __ATOMIC_RELEASE);
+	else
+		__atomic_fetch_and(&map[i / 64], ~(1ULL << (i % 64)),
+				   __ATOMIC_RELEASE);
+	return 0;
+}
 
 /* Mmapped-chunk accounting; atomics, since no lock covers them. */
 static size_t mmapped_chunks, mmapped_bytes;
@@ -53,6 +101,7 @@ int upa_region_init(const char **why)
 	int err;
 
 	upa_heap_mask = ~(upa_mp.heap_reserve - 1);
+	upa_heap_shift = (unsigned int)__builtin_ctzl(upa_mp.heap_reserve);
 	if (!strcmp(mode, "mmap")) {
 		src = &upa_src_anon;
 		return 0;
@@ -111,6 +160,8 @@ static int heap_new(struct upa_arena *a, size_t min_size,
 	if (err)
 		return err;
 	err = src->heap_set_brk(base, reserve, 0, size);
+	if (!err)
+		err = heap_map_set(base, true);
 	if (err) {
 		src->heap_release(base, reserve);
 		return err;
@@ -440,6 +491,7 @@ void upa_region_release_heaps(struct upa_heap *list)
 	while (list) {
 		struct upa_heap *next = list->prev;
 
+		heap_map_set(list, false);
 		src->heap_release(list, list->reserve);
 		list = next;
 	}

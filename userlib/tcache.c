@@ -50,6 +50,14 @@ void upa_thread_setup(struct upa_tcache *tc)
 /*
  * Change the calling thread's limits, keeping what is cached up to the new
  * limit (the excess goes back to the arenas); the room of each bin follows.
+ *
+ * Each excess chunk is freed through upa_free_chunk_any(), whose drain of
+ * the arena's remote list puts chunks into this thread's cache where a bin
+ * has room. So a bin is closed (room 0) while it is trimmed, its count
+ * taken once before: no drain pushes into it meanwhile, and the count
+ * stays the length of its list. Bins not trimmed yet keep a room exact
+ * for the old limit (a push there is counted when their turn comes);
+ * trimmed ones have their room for the new limit already.
  */
 void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
 			   unsigned int nbins)
@@ -62,39 +70,29 @@ void upa_tcache_set_limits(struct upa_tcache *tc, unsigned int limit,
 		limit = nbins = 0;
 	for (i = 0; i < tcache_bins_mapped(tc); i++) {
 		unsigned int count, new_limit = tcache_limit_of(limit, nbins, i);
+		uint16_t *room = tcache_roomp(tc, i);
 
 		count = tcache_count(tc, i);
+		*room = 0;
 		for (; count > new_limit; count--) {
 			struct upa_tcache_entry *e = tcache_pop_counted(tc, i);
 
+			*room = 0;	/* the pop made room: closed again */
 			upa_free_chunk_any(mem_chunk(e));
 		}
-		*tcache_roomp(tc, i) = (uint16_t)(new_limit - count);
+		*room = (uint16_t)(new_limit - count);
 	}
 	tc->limit = limit;
 	tc->nbins = nbins;
 }
 
-/* Return every cached chunk to its arena; the cache stays off. */
+/*
+ * Return every cached chunk to its arena; the cache stays off (the thread
+ * is UPA_THREAD_DEAD: limits 0).
+ */
 static void tcache_flush(struct upa_tcache *tc)
 {
-	unsigned int i;
-
-	for (i = 0; i < tcache_bins_mapped(tc); i++) {
-		struct upa_tcache_entry **head = tcache_headp(tc, i);
-
-		while (*head) {
-			struct upa_tcache_entry *e = *head;
-
-			*head = tcache_reveal(&e->next, e->next);
-			e->key = 0;
-			tc->counter[UPA_TC_POPPED]++;
-			upa_free_chunk_any(mem_chunk(e));
-		}
-		*tcache_roomp(tc, i) = 0;
-	}
-	tc->limit = 0;
-	tc->nbins = 0;
+	upa_tcache_set_limits(tc, 0, 0);
 }
 
 static void tcache_thread_exit(void *arg)
@@ -144,10 +142,10 @@ void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
 	}
 }
 
-/* free() of a block that carries the key: scan, then cache it. */
+/* free() of a block that carries the key: look for it, then cache it. */
 void upa_tcache_free_keyed(struct upa_tcache *tc, unsigned int idx, void *mem)
 {
-	upa_tcache_double_free_scan(tc, idx, mem);
+	upa_free_check_held(tc, mem_chunk(mem));
 	tcache_push(tc, idx, mem);
 	tc->counter[UPA_TC_FREES]++;
 }
@@ -195,8 +193,6 @@ bool upa_tcache_large_free(struct upa_tcache *tc, struct upa_chunk *c,
 		return false;
 	if (!*tcache_roomp(tc, idx))
 		return false;
-	if (e->key == upa_tcache_key)
-		upa_tcache_double_free_scan(tc, idx, e);
 	tcache_push_any(tc, idx, e);
 	tc->counter[UPA_TC_FREES]++;
 	return true;

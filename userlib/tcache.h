@@ -16,7 +16,8 @@
  *   the whole test of a cacheable free (a thread not set up has no room);
  *   room_ci[0] == room_ci[1] == 0 (no chunk size below 32);
  *   every entry is a 16-aligned chunk of (i + 2) * 16 bytes, in use in its
- *   arena, with key == upa_tcache_key; next pointers are stored mangled
+ *   arena, with key == upa_tcache_key (chunks in fast bins and on remote
+ *   lists carry it too: a free of a keyed chunk looks for it there); next pointers are stored mangled
  *   (safe-linking: (address of the field >> 12) ^ pointer).
  */
 #ifndef UPALLOC_TCACHE_H
@@ -202,50 +203,55 @@ static inline struct upa_tcache_entry *tcache_reveal(const void *pos,
 	return (struct upa_tcache_entry *)(((uintptr_t)pos >> 12) ^ v);
 }
 
+/*
+ * Push e on the list at *head whose free slots are *room, and pop from it:
+ * the one implementation behind the push and pop of either bin kind.
+ */
+static inline void tcache_link(struct upa_tcache_entry **head, uint16_t *room,
+			       struct upa_tcache_entry *e)
+{
+	e->next = fastbin_protect(&e->next, *head);
+	e->key = upa_tcache_key;
+	*head = e;
+	(*room)--;
+}
+
+static inline struct upa_tcache_entry *
+tcache_unlink(struct upa_tcache_entry **head, uint16_t *room)
+{
+	struct upa_tcache_entry *e = *head;
+
+	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
+	*head = tcache_reveal(&e->next, e->next);
+	(*room)++;
+	e->key = 0;
+	return e;
+}
+
+/* Push and pop on a small bin (idx < UPA_TCACHE_BINS): the fast paths. */
 static inline void tcache_push(struct upa_tcache *tc, size_t idx,
 			       struct upa_tcache_entry *e)
 {
-	e->next = ((uintptr_t)&e->next >> 12) ^ (uintptr_t)tc->head[idx];
-	e->key = upa_tcache_key;
-	tc->head[idx] = e;
-	tc->room[idx]--;
+	tcache_link(&tc->head[idx], &tc->room[idx], e);
 }
 
 static inline struct upa_tcache_entry *tcache_pop(struct upa_tcache *tc,
 						  size_t idx)
 {
-	struct upa_tcache_entry *e = tc->head[idx];
-
-	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
-	tc->head[idx] = tcache_reveal(&e->next, e->next);
-	tc->room[idx]++;
-	e->key = 0;
-	return e;
+	return tcache_unlink(&tc->head[idx], &tc->room[idx]);
 }
 
 /* Push and pop on any bin (the caller knows it has room / an entry). */
 static inline void tcache_push_any(struct upa_tcache *tc, size_t idx,
 				   struct upa_tcache_entry *e)
 {
-	struct upa_tcache_entry **head = tcache_headp(tc, idx);
-
-	e->next = fastbin_protect(&e->next, *head);
-	e->key = upa_tcache_key;
-	*head = e;
-	(*tcache_roomp(tc, idx))--;
+	tcache_link(tcache_headp(tc, idx), tcache_roomp(tc, idx), e);
 }
 
 static inline struct upa_tcache_entry *tcache_pop_any(struct upa_tcache *tc,
 						      size_t idx)
 {
-	struct upa_tcache_entry **head = tcache_headp(tc, idx);
-	struct upa_tcache_entry *e = *head;
-
-	UPA_CHECK(chunk_aligned(e), "malloc(): unaligned tcache chunk detected");
-	*head = tcache_reveal(&e->next, e->next);
-	(*tcache_roomp(tc, idx))++;
-	e->key = 0;
-	return e;
+	return tcache_unlink(tcache_headp(tc, idx), tcache_roomp(tc, idx));
 }
 
 /* The slow paths' push and pop: they keep the counts hits derive from. */
@@ -284,12 +290,13 @@ static inline void upa_free_inline(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_chunk *c;
-	size_t ci;
+	size_t ci, size, nsize;
 
 	if (unlikely(mem == NULL))
 		return;
 	c = mem_chunk(mem);
-	ci = c->size >> 4;	/* the size / 16: the flags shift out */
+	size = c->size;
+	ci = size >> 4;		/* the size / 16: the flags shift out */
 	TCACHE_OPAQUE(ci);
 	/* Mmapped chunks are >= a page: their ci is never that small. */
 	if (likely(ci < UPA_TCACHE_BINS + 2 && tc->room_ci[ci])) {
@@ -304,6 +311,25 @@ static inline void upa_free_inline(void *mem)
 		UPA_CHECK((uintptr_t)mem <= -(uintptr_t)(UPA_TCACHE_MAX_CHUNK -
 							 UPA_HEADER) &&
 			  chunk_aligned(mem), "free(): invalid pointer");
+		/*
+		 * Bit 3 (not a multiple of 16: the shift dropped it) or
+		 * IS_MMAPPED (no mmapped chunk is this small): the slow path
+		 * aborts on it.
+		 */
+		if (unlikely(size & (UPA_IS_MMAPPED | 8)))
+			return upa_free_slow(mem);
+		/*
+		 * The successor: its PREV_INUSE is clear when the chunk is
+		 * free already, in a bin of its arena (cached, fast-bin and
+		 * remote-listed chunks count as in use; those carry the key
+		 * instead), and its size is >= 16 and below a heap's reserve
+		 * (glibc's "invalid next size", which its cache skips). The
+		 * slow path tells which check failed.
+		 */
+		nsize = chunk_at(c, ci << 4)->size;
+		if (unlikely(!(nsize & UPA_PREV_INUSE) ||
+			     ((nsize - UPA_HEADER) & upa_heap_mask)))
+			return upa_free_slow(mem);
 		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))
 			return upa_tcache_free_keyed(tc, ci - 2, mem);

@@ -155,4 +155,33 @@ TEST_F(calloc, calloc_zeroes_many_recycled_sizes)
 	}
 }
 
+/*
+ * A block the thread cache hands to calloc is cleared over its whole
+ * usable size, as glibc does: programs that use malloc_usable_size() on
+ * calloc'd memory rely on it. Sizes from each kind of cache bin.
+ */
+TEST_F(calloc, cached_block_is_zero_over_its_usable_size)
+{
+	static const size_t sizes[] = { 1, 17, 40, 100, 500, 1000, 1500, 4000 };
+	unsigned int i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i], usable, j;
+		unsigned char *p = malloc(n);
+
+		ASSERT_NE(NULL, p);
+		usable = malloc_usable_size(p);
+		memset(p, 0xa5, usable);
+		free(p);
+		p = calloc(1, n);
+		ASSERT_NE(NULL, p);
+		ASSERT_EQ(usable, malloc_usable_size(p));
+		for (j = 0; j < usable; j++)
+			ASSERT_EQ(0, p[j])
+				TH_LOG("calloc(1, %zu): byte %zu of %zu is %#x",
+				       n, j, usable, p[j]);
+		free(p);
+	}
+}
+
 TEST_HARNESS_MAIN

@@ -33,6 +33,15 @@ static void *header(void *p)
 
 /* ---- free() ---- */
 
+/* 64 mallocs of n bytes: whatever the cache holds of that size comes out. */
+static void malloc_64_of(size_t n)
+{
+	int i;
+
+	for (i = 0; i < 64; i++)
+		malloc(n);
+}
+
 static void free_misaligned_pointer(void)
 {
 	char *p = malloc(64);
@@ -60,6 +69,28 @@ static void free_chunk_with_bad_size(void)
 TEST_F(integrity, free_of_chunk_with_invalid_size_aborts)
 {
 	expect_death(_metadata, free_chunk_with_bad_size,
+		     "free(): invalid size");
+}
+
+/*
+ * Size 0x48 | PREV_INUSE: bit 3 set, not a multiple of 16. The fast path
+ * indexes its bins by size >> 4, which drops bit 3: such a chunk was cached
+ * as a 64-byte one. (Its successor looks in use, as a real one would.)
+ */
+static void free_chunk_with_size_bit_3(void)
+{
+	char *p = malloc(256);
+
+	memset(p, 0, 256);
+	*(size_t *)(p + 40) = 0x49;
+	*(size_t *)(p + 40 + 64) = 64 | CHUNK_PREV_INUSE;
+	free(p + 48);
+	malloc_64_of(56);
+}
+
+TEST_F(integrity, free_of_chunk_with_size_not_multiple_of_16_aborts)
+{
+	expect_death(_metadata, free_chunk_with_size_bit_3,
 		     "free(): invalid size");
 }
 
@@ -177,8 +208,8 @@ static bool alloc_in_other_thread(void **p, int big)
 
 /*
  * Chunks of another thread's arena are freed onto that arena's remote
- * list without its lock; a second free of a listed chunk takes the
- * locked path, which drains the list and catches it there.
+ * list without its lock; a second free of a listed chunk finds it on the
+ * list (listed chunks carry the cache key; the keyed free looks there).
  */
 static void double_free_remote(void)
 {
@@ -194,14 +225,13 @@ static void double_free_remote(void)
 TEST_F(integrity, double_free_of_remote_chunk_aborts)
 {
 	expect_death(_metadata, double_free_remote,
-		     "double free or corruption (!prev)");
+		     "free(): double free detected (remote list)");
 }
 
 /*
  * A remote-list entry keeps its link at word 0 and the list's key at word
  * 1 of the user data while it waits for the owner. A use-after-free write
- * there is found when the list is drained: here by the locked path that a
- * second free of another listed chunk (p[1]) takes.
+ * there is found when the list is drained: here by malloc_trim().
  */
 static void overwrite_remote_entry_key(void)
 {
@@ -211,8 +241,7 @@ static void overwrite_remote_entry_key(void)
 		return;
 	free(p[0]);
 	((uintptr_t *)p[0])[1] = 0x5555;
-	free(p[1]);
-	free(p[1]);
+	malloc_trim(0);		/* drains every arena's list */
 }
 
 TEST_F(integrity, remote_entry_with_overwritten_key_aborts)
@@ -234,8 +263,7 @@ static void redirect_remote_link(void)
 	entry = p[0];
 	foreign[1] = entry[1];		/* the list's key, read after free */
 	entry[0] = mangle(&entry[0], (uintptr_t)foreign);
-	free(p[1]);
-	free(p[1]);
+	malloc_trim(0);		/* drains every arena's list */
 }
 
 TEST_F(integrity, remote_link_to_another_arena_aborts)
@@ -340,6 +368,427 @@ TEST_F(integrity, unlink_with_corrupted_size_links_aborts)
 {
 	expect_death(_metadata, coalesce_with_broken_size_list,
 		     "corrupted double-linked list (not small)");
+}
+
+/*
+ * ---- double free after a cache bin overflowed ----
+ * A free that finds its cache bin full sends the chunk to the arena, with
+ * half of the bin: the bin has room again, so the second free of that
+ * chunk reaches the cache, which must not take it (nor the arena twice).
+ * Each test frees the first K of 200 blocks (K past the bin's 32), then
+ * p[K - 1] again, then mallocs 64 blocks: without the abort one block
+ * would come back twice. The cache is emptied first (limit 0 and back,
+ * as cache_give_back does): the mallocs leave carved chunks in the bin.
+ */
+#define OVF_N 200
+static void *ovf[OVF_N];
+
+static void malloc_64_expect_distinct(size_t n)
+{
+	void *q[64];
+	int i, j;
+
+	for (i = 0; i < 64; i++) {
+		q[i] = malloc(n);
+		for (j = 0; j < i; j++)
+			if (q[i] == q[j])
+				_exit(3);	/* handed out twice */
+	}
+}
+
+static void empty_cache(void)
+{
+	mallopt(UPA_M_TCACHE_COUNT, 0);
+	mallopt(UPA_M_TCACHE_COUNT, 32);
+}
+
+static void overflow_then_double_free(size_t n, int k)
+{
+	int i;
+
+	for (i = 0; i < OVF_N; i++)
+		ovf[i] = malloc(n);
+	empty_cache();
+	for (i = 0; i < k; i++)
+		free(ovf[i]);
+	free(ovf[k - 1]);
+	malloc_64_expect_distinct(n);
+}
+
+static void double_free_fast_after_overflow(void)
+{
+	overflow_then_double_free(40, 33);
+}
+
+TEST_F(integrity, double_free_after_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_fast_after_overflow,
+		     "double free or corruption (fasttop)");
+}
+
+static void double_free_batched_chunk(void)
+{
+	int i;
+
+	for (i = 0; i < OVF_N; i++)
+		ovf[i] = malloc(40);
+	empty_cache();
+	for (i = 0; i < 33; i++)
+		free(ovf[i]);
+	free(ovf[20]);		/* moved to the fast bin with the batch */
+	malloc_64_expect_distinct(40);
+}
+
+TEST_F(integrity, double_free_of_chunk_inside_fast_bin_aborts)
+{
+	expect_death(_metadata, double_free_batched_chunk,
+		     "free(): double free detected in fast bin");
+}
+
+static void double_free_small_after_overflow(void)
+{
+	overflow_then_double_free(400, 33);
+}
+
+TEST_F(integrity, double_free_of_small_chunk_after_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_small_after_overflow,
+		     "double free or corruption (!prev)");
+}
+
+/* The large cache bins (chunks of 1056..4112 bytes) hold 8 of 2000. */
+static void double_free_large_cached_after_overflow(void)
+{
+	overflow_then_double_free(2000, 9);
+}
+
+TEST_F(integrity, double_free_after_large_cache_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_large_cached_after_overflow,
+		     "double free or corruption (!prev)");
+}
+
+/* Another thread's blocks: the overflow goes to its arena's remote list. */
+static void *alloc_ovf(void *arg)
+{
+	int i;
+
+	for (i = 0; i < OVF_N; i++)
+		ovf[i] = malloc((size_t)(uintptr_t)arg);
+	return NULL;
+}
+
+static void remote_overflow_then_double_free(size_t n)
+{
+	pthread_t t;
+	int i;
+
+	if (pthread_create(&t, NULL, alloc_ovf, (void *)(uintptr_t)n) ||
+	    pthread_join(t, NULL))
+		return;
+	empty_cache();
+	for (i = 0; i < 33; i++)
+		free(ovf[i]);
+	free(ovf[32]);
+	malloc_64_expect_distinct(n);
+}
+
+static void double_free_remote_fast_after_overflow(void)
+{
+	remote_overflow_then_double_free(40);
+}
+
+TEST_F(integrity, double_free_of_remote_chunk_after_bin_overflow_aborts)
+{
+	expect_death(_metadata, double_free_remote_fast_after_overflow,
+		     "free(): double free detected (remote list)");
+}
+
+static void double_free_remote_small_after_overflow(void)
+{
+	remote_overflow_then_double_free(400);
+}
+
+TEST_F(integrity, double_free_of_remote_small_chunk_after_overflow_aborts)
+{
+	expect_death(_metadata, double_free_remote_small_after_overflow,
+		     "free(): double free detected (remote list)");
+}
+
+/*
+ * ---- chunks outside every heap ----
+ * A forged chunk of a size past the thread cache whose header looks fine
+ * (successor in use): its heap, upa_heap_of(), is the 64 MiB-aligned
+ * address below it, no heap of ours; free() read that heap's header
+ * (SIGSEGV, with the arena lock held). Static data, a stack, a mapping.
+ */
+#define FORGED_SIZE 0x2000UL
+
+static void forge_and_free(char *buf, size_t flags)
+{
+	*(size_t *)(buf + 8) = FORGED_SIZE | CHUNK_PREV_INUSE | flags;
+	*(size_t *)(buf + FORGED_SIZE + 8) = 0x100 | CHUNK_PREV_INUSE;
+	free(buf + 16);
+}
+
+static _Alignas(64) char forged_static[FORGED_SIZE + 0x200];
+
+static void free_forged_static_chunk(void)
+{
+	forge_and_free(forged_static, CHUNK_NON_MAIN_ARENA);
+}
+
+TEST_F(integrity, free_of_forged_chunk_in_static_data_aborts)
+{
+	expect_death(_metadata, free_forged_static_chunk,
+		     "free(): invalid pointer");
+}
+
+static void free_forged_stack_chunk(void)
+{
+	_Alignas(64) char buf[FORGED_SIZE + 0x200];
+
+	memset(buf, 0, sizeof(buf));
+	forge_and_free(buf, 0);		/* "the main arena's" */
+}
+
+TEST_F(integrity, free_of_forged_chunk_on_the_stack_aborts)
+{
+	expect_death(_metadata, free_forged_stack_chunk,
+		     "free(): invalid pointer");
+}
+
+static void free_forged_mapped_chunk(void)
+{
+	char *m = mmap(NULL, 4 * FORGED_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return;
+	forge_and_free(m + FORGED_SIZE, CHUNK_NON_MAIN_ARENA);
+}
+
+TEST_F(integrity, free_of_forged_chunk_in_a_mapping_aborts)
+{
+	expect_death(_metadata, free_forged_mapped_chunk,
+		     "free(): invalid pointer");
+}
+
+/*
+ * ---- corruption glibc 2.36 catches, on every path ----
+ * With the default cache (32 blocks per size up to 4 KiB) most frees and
+ * mallocs never reach the arena, where glibc makes these checks: each
+ * check is tested on the thread-cache path too (no tcache_disable()).
+ */
+
+/* The successor's size overwritten (an overflow of the block): size 0. */
+static void next_size_zeroed_then_free(size_t n)
+{
+	char *p = malloc(n), *guard = malloc(n);
+
+	*chunk_size_word(guard) = CHUNK_PREV_INUSE;	/* p in use, size 0 */
+	free(p);
+	malloc_64_of(n);
+}
+
+static void tcache_fast_free_with_bad_next_size(void)
+{
+	next_size_zeroed_then_free(40);
+}
+
+TEST_F(integrity, cached_fast_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, tcache_fast_free_with_bad_next_size,
+		     "free(): invalid next size (fast)");
+}
+
+static void tcache_normal_free_with_bad_next_size(void)
+{
+	next_size_zeroed_then_free(400);
+}
+
+TEST_F(integrity, cached_normal_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, tcache_normal_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+static void large_cache_free_with_bad_next_size(void)
+{
+	next_size_zeroed_then_free(2000);
+}
+
+TEST_F(integrity, large_cached_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, large_cache_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+/* A huge successor size: past anything the arena holds. */
+static void tcache_free_with_huge_next_size(void)
+{
+	char *p = malloc(40), *guard = malloc(40);
+
+	*chunk_size_word(guard) = HUGE_SIZE;
+	free(p);
+	malloc_64_of(40);
+}
+
+TEST_F(integrity, cached_free_with_huge_next_size_aborts)
+{
+	expect_death(_metadata, tcache_free_with_huge_next_size,
+		     "free(): invalid next size (fast)");
+}
+
+/* The remote path: another arena's chunk, freed past a full bin. */
+static void remote_free_with_bad_next_size(void)
+{
+	pthread_t t;
+	int i;
+
+	if (pthread_create(&t, NULL, alloc_ovf, (void *)(uintptr_t)400) ||
+	    pthread_join(t, NULL))
+		return;
+	empty_cache();
+	for (i = 0; i < 32; i++)
+		free(ovf[i]);			/* the bin is full */
+	*chunk_size_word(ovf[33]) = CHUNK_PREV_INUSE;
+	free(ovf[32]);
+	malloc_64_of(400);
+}
+
+TEST_F(integrity, remote_free_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, remote_free_with_bad_next_size,
+		     "free(): invalid next size (normal)");
+}
+
+/* Sorting the unsorted bin: the successor's prev_size disagrees. */
+static void unsorted_prev_size_mismatch(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);				/* past the cache: unsorted */
+	*chunk_prev_size_word(guard) = 6000;	/* a's size is 6016 */
+	malloc(8000);
+}
+
+TEST_F(integrity, unsorted_chunk_with_mismatching_prev_size_aborts)
+{
+	expect_death(_metadata, unsorted_prev_size_mismatch,
+		     "malloc(): mismatching next->prev_size (unsorted)");
+}
+
+/* The same on the arena path of a small size (cache off). */
+static void unsorted_small_prev_size_mismatch(void)
+{
+	char *a, *guard;
+
+	tcache_disable();
+	a = malloc(400);
+	guard = malloc(100);
+	free(a);
+	*chunk_prev_size_word(guard) = 400;	/* a's size is 416 */
+	malloc(3000);
+}
+
+TEST_F(integrity, unsorted_small_chunk_with_mismatching_prev_size_aborts)
+{
+	expect_death(_metadata, unsorted_small_prev_size_mismatch,
+		     "malloc(): mismatching next->prev_size (unsorted)");
+}
+
+/* With the default cache: a block past it, its bk overwritten. */
+static void unsorted_link_corrupted_default_cache(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	LINK(a, 1) = (uintptr_t)fake_chunk;	/* bk->fd != a */
+	malloc(8000);
+	free(guard);
+}
+
+TEST_F(integrity, unsorted_list_corrupted_with_default_cache_aborts)
+{
+	expect_death(_metadata, unsorted_link_corrupted_default_cache,
+		     "malloc(): unsorted double linked list corrupted");
+}
+
+/* The successor's PREV_INUSE set again while the chunk sits unsorted. */
+static void unsorted_next_marked_in_use(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	*chunk_size_word(guard) |= CHUNK_PREV_INUSE;
+	malloc(8000);
+	free(guard);
+}
+
+TEST_F(integrity, unsorted_chunk_whose_successor_says_in_use_aborts)
+{
+	expect_death(_metadata, unsorted_next_marked_in_use,
+		     "malloc(): invalid next->prev_inuse (unsorted)");
+}
+
+/*
+ * Freeing b merges it with the free chunk before it, found through b's
+ * prev_size: a prev_size that does not match that chunk's size.
+ */
+static void consolidate_backward_bad_prev_size(void)
+{
+	char *a = malloc(6000), *b = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	*chunk_prev_size_word(b) = 6016 - 64;	/* into a's user data */
+	free(b);
+	free(guard);
+}
+
+TEST_F(integrity, consolidating_with_mismatched_prev_size_aborts)
+{
+	expect_death(_metadata, consolidate_backward_bad_prev_size,
+		     "corrupted size vs. prev_size while consolidating");
+}
+
+/* The same through the cache path of a small size: fast bins merged. */
+static void consolidate_fastbin_bad_prev_size(void)
+{
+	char *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(400);
+	b = malloc(40);
+	guard = malloc(100);
+	free(a);				/* unsorted */
+	free(b);				/* fast bin */
+	*chunk_prev_size_word(b) = 416 - 64;
+	malloc(70000);				/* consolidates the fast bins */
+	free(guard);
+}
+
+TEST_F(integrity, consolidating_fast_chunk_with_mismatched_prev_size_aborts)
+{
+	expect_death(_metadata, consolidate_fastbin_bad_prev_size,
+		     "corrupted size vs. prev_size while consolidating");
+}
+
+/* The top chunk's size made smaller: it no longer ends at the heap's end. */
+static void top_size_made_too_small(void)
+{
+	char *p;
+
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	p = malloc(200 << 10);		/* the top follows p */
+	*chunk_size_word(chunk_next(p)) = 64 | CHUNK_PREV_INUSE;
+	malloc(300 << 10);
+}
+
+TEST_F(integrity, malloc_from_top_made_too_small_aborts)
+{
+	expect_death(_metadata, top_size_made_too_small,
+		     "malloc(): corrupted top size");
 }
 
 /* ---- malloc() ---- */

@@ -346,4 +346,132 @@ TEST_F(threads, heap_check_is_safe_while_threads_allocate)
 		free(slots[i]);
 }
 
+/*
+ * Cross-thread frees only: thread t allocates into its own slots and frees
+ * the blocks of thread t + 1's slots (sizes 1..600, one request in 256 up
+ * to 256 KiB). The frees of another arena's chunks go to its remote list,
+ * whose drain ran into the cache bin being trimmed (the count wrapped and
+ * a later trim popped an empty bin: SIGSEGV in free).
+ */
+#define XFREE_THREADS	4
+#define XFREE_SLOTS	256
+static void *_Atomic xslots[XFREE_THREADS][XFREE_SLOTS];
+
+static void *cross_free(void *arg)
+{
+	unsigned int t = (unsigned int)(uintptr_t)arg;
+	unsigned int x = t * 2654435761u + 7;
+	struct timespec start, now;
+	int i;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (i = 0; i < 2000000; i++) {
+		void *_Atomic *own = &xslots[t][(x >> 4) % XFREE_SLOTS];
+		void *_Atomic *next = &xslots[(t + 1) % XFREE_THREADS]
+					     [(x >> 12) % XFREE_SLOTS];
+		size_t n;
+		void *p;
+
+		x = x * 1103515245 + 12345;
+		/*
+		 * Phases: mostly allocating (own slots), then mostly
+		 * freeing the next thread's blocks: the cache limit of a
+		 * thread that frees more than it allocates changes back
+		 * and forth (remote_freer_adapt).
+		 */
+		if ((x >> 20) % 8 < ((i >> 11) & 1 ? 7u : 1u)) {
+			free(atomic_exchange(next, NULL));
+			continue;
+		}
+		n = (x >> 16) % 256 == 0 ? 1 + (x >> 8) % (256 << 10) :
+					    1 + (x >> 8) % 600;
+		p = malloc(n);
+		if (!p)
+			return (void *)1;
+		memset(p, 0x5a, n < 32 ? n : 32);
+		free(atomic_exchange(own, p));	/* replaced, if not taken */
+		if (i % 1024 == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - start.tv_sec >= 3)
+				break;
+		}
+	}
+	return NULL;
+}
+
+TEST_F(threads, cross_thread_frees_keep_cache_counts_exact)
+{
+	pthread_t t[XFREE_THREADS];
+	void *ret;
+	int i, j;
+
+	for (i = 0; i < XFREE_THREADS; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, cross_free,
+					    (void *)(uintptr_t)i));
+	for (i = 0; i < XFREE_THREADS; i++) {
+		pthread_join(t[i], &ret);
+		EXPECT_EQ(NULL, ret);
+	}
+	ASSERT_EQ(0, upa_heap_check());
+	for (i = 0; i < XFREE_THREADS; i++)
+		for (j = 0; j < XFREE_SLOTS; j++)
+			free(xslots[i][j]);
+}
+
+/*
+ * The same, step by step: a thread whose cache holds its own chunks frees
+ * many chunks of another arena, so that its cache shrinks to the remote
+ * freer's limit (remote_freer_adapt -> upa_tcache_set_limits) while its
+ * own arena's remote list holds chunks of the bin being trimmed: the trim
+ * freed the excess into the arena, whose drain pushed the listed chunks
+ * back into that bin (SIGSEGV later, in free).
+ */
+#define ADAPT_OWN	20
+#define ADAPT_FOREIGN	400
+static void *adapt_given[ADAPT_OWN];
+static void *adapt_foreign[ADAPT_FOREIGN];
+static pthread_barrier_t adapt_barrier;
+
+static void *adapt_worker(void *arg)
+{
+	void *kept[ADAPT_OWN];
+	int i;
+
+	for (i = 0; i < ADAPT_OWN; i++) {
+		adapt_given[i] = malloc(40);
+		kept[i] = malloc(40);
+		if (!adapt_given[i] || !kept[i])
+			return (void *)1;
+	}
+	pthread_barrier_wait(&adapt_barrier);	/* main frees adapt_given */
+	pthread_barrier_wait(&adapt_barrier);
+	for (i = 0; i < ADAPT_OWN; i++)
+		free(kept[i]);			/* own chunks, cached */
+	for (i = 0; i < ADAPT_FOREIGN; i++)
+		free(adapt_foreign[i]);		/* main's: a remote freer */
+	return upa_heap_check() ? (void *)2 : NULL;
+}
+
+TEST_F(threads, remote_freer_cache_shrink_keeps_counts_exact)
+{
+	void *fill[40], *ret;
+	pthread_t t;
+	int i;
+
+	for (i = 0; i < ADAPT_FOREIGN; i++)
+		ASSERT_NE(NULL, adapt_foreign[i] = malloc(40));
+	for (i = 0; i < 40; i++)
+		ASSERT_NE(NULL, fill[i] = malloc(40));
+	ASSERT_EQ(0, pthread_barrier_init(&adapt_barrier, NULL, 2));
+	ASSERT_EQ(0, pthread_create(&t, NULL, adapt_worker, NULL));
+	pthread_barrier_wait(&adapt_barrier);
+	for (i = 0; i < 40; i++)
+		free(fill[i]);		/* our bin full: the next go remote */
+	for (i = 0; i < ADAPT_OWN; i++)
+		free(adapt_given[i]);	/* onto the worker arena's list */
+	pthread_barrier_wait(&adapt_barrier);
+	ASSERT_EQ(0, pthread_join(t, &ret));
+	EXPECT_EQ(NULL, ret);
+}
+
 TEST_HARNESS_MAIN

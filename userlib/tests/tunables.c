@@ -531,4 +531,54 @@ TEST_F(tunables, env_stats_prints_statistics_at_exit)
 	EXPECT_EQ(NULL, strstr(r.err, "statistics at exit")) TH_LOG("%s", r.err);
 }
 
+/*
+ * Lowering M_TCACHE_COUNT frees the excess of each bin; freeing drains the
+ * arena's remote list, whose chunks went back into the bin being trimmed
+ * (room made by the pops) while the trim kept its own count: the bin ended
+ * longer than its count, and the next trim popped an empty bin (SIGSEGV).
+ */
+#define TRIM_N 200
+static void *trim_blocks[TRIM_N];
+static pthread_barrier_t trim_barrier;
+
+static void *free_others_blocks(void *arg)
+{
+	int i;
+
+	for (i = 0; i < TRIM_N; i++)
+		free(trim_blocks[i]);	/* the main arena's: remote frees */
+	pthread_barrier_wait(&trim_barrier);	/* stay alive: no flush */
+	pthread_barrier_wait(&trim_barrier);
+	return NULL;
+}
+
+TEST_F(tunables, lowering_tcache_count_with_remote_frees_pending)
+{
+	void *mine[8], *again[8];
+	pthread_t t;
+	int i;
+
+	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 8));
+	for (i = 0; i < TRIM_N; i++)
+		ASSERT_NE(NULL, trim_blocks[i] = malloc(40));
+	for (i = 0; i < 8; i++)
+		ASSERT_NE(NULL, mine[i] = malloc(40));
+	for (i = 0; i < 8; i++)
+		free(mine[i]);		/* the bin is full */
+	ASSERT_EQ(0, pthread_barrier_init(&trim_barrier, NULL, 2));
+	ASSERT_EQ(0, pthread_create(&t, NULL, free_others_blocks, NULL));
+	pthread_barrier_wait(&trim_barrier);
+	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 4));
+	EXPECT_EQ(0, upa_heap_check());
+	for (i = 0; i < 8; i++)
+		ASSERT_NE(NULL, again[i] = malloc(40));
+	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 2));
+	for (i = 0; i < 8; i++)
+		free(again[i]);
+	ASSERT_EQ(1, mallopt(UPA_M_TCACHE_COUNT, 1));
+	EXPECT_EQ(0, upa_heap_check());
+	pthread_barrier_wait(&trim_barrier);
+	pthread_join(t, NULL);
+}
+
 TEST_HARNESS_MAIN
