@@ -12,6 +12,7 @@
 #   make deps       install the Debian packages needed (tools/install-deps)
 #   make checkpatch checkpatch.pl --strict on the module sources
 #   make stress-long STRESS_SECONDS=3600   the library stress test for hours
+#   make fuzz-long FUZZ_SECONDS=3600       the library fuzzer for hours
 #   make clean      remove build/
 #
 # The host of this project cannot load modules; kernel code runs in
@@ -30,7 +31,7 @@ need = @test -f $(TOP)/$(1) || { echo "error: $(1) is missing from this tree" >&
 TOOL_MAKEFILES := $(wildcard $(TOP)/tools/Makefile $(TOP)/tools/*/Makefile)
 
 .PHONY: all module userlib selftests tools checkpatch check check-host \
-	check-guest demo deps clean stress-long
+	check-guest demo deps clean stress-long fuzz-long
 
 all: module userlib selftests tools
 
@@ -91,6 +92,14 @@ STRESS_THREADS ?= 4
 stress-long: userlib
 	$(MAKE) -C $(TOP)/userlib/tests stress-long \
 		STRESS_SECONDS=$(STRESS_SECONDS) STRESS_THREADS=$(STRESS_THREADS)
+
+# Coverage-guided fuzzing of the library for as long as asked:
+# make fuzz-long FUZZ_SECONDS=3600 [FUZZ_JOBS=2]
+FUZZ_SECONDS ?= 3600
+FUZZ_JOBS ?= 1
+fuzz-long:
+	$(MAKE) -C $(TOP)/userlib/fuzz fuzz-long \
+		FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS)
 
 demo:
 	@rel=$$($(VM) --resolve --kernel $(KERNEL)) || exit 2; \
