@@ -62,7 +62,7 @@
 #define MAX_THREADS	32
 #define SLOTS		512
 #define QUEUE_LEN	256
-#define HEAP_CHECK_EVERY 4000	/* operations per worker between checks */
+#define HEAP_CHECK_EVERY 1000	/* operations per worker between checks */
 
 struct block {
 	void *p;
@@ -522,9 +522,14 @@ static void *worker_main(void *arg)
 	struct place *pl = &places[w->place];
 	struct shadow_rng *r = &w->rng;
 	uint64_t life = 500 + shadow_below(r, 10000), n;
+	/* Also a lifetime in time, so that threads come and go on a slow
+	 * machine (a loaded TCG guest does a few hundred operations a second). */
+	long die_at = now_ns() + 500000000L + (long)shadow_below(r, 2500000000UL);
 	int place = w->place;
 
 	for (n = 0; n < life && !atomic_load_explicit(&stop, memory_order_relaxed); n++) {
+		if (n % 64 == 63 && now_ns() > die_at)
+			break;
 		struct block *b = &pl->slot[shadow_below(r, SLOTS)];
 		uint64_t op = shadow_below(r, 10000);
 
