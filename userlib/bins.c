@@ -160,6 +160,8 @@ void upa_fastbin_push(struct upa_arena *a, struct upa_chunk *c, size_t size)
 
 	/* The cheap double-free check: c is not already the bin's top. */
 	UPA_CHECK(old != c, "double free or corruption (fasttop)");
+	UPA_CHECK(!old || fastbin_index(chunk_size(old)) == idx,
+		  "invalid fastbin entry (free)");
 	c->fd = (struct upa_chunk *)fastbin_protect(&c->fd, old);
 	/*
 	 * The cache key marks it free, as in a thread cache: its second
@@ -276,10 +278,11 @@ void upa_consolidate(struct upa_arena *a)
 			UPA_CHECK(chunk_aligned(c),
 				  "malloc_consolidate(): unaligned fastbin chunk detected");
 			UPA_CHECK(fastbin_index(chunk_size(c)) == i,
-				  "malloc(): memory corruption (fast)");
+				  "malloc_consolidate(): invalid chunk size");
 			next = fastbin_reveal(&c->fd, (uintptr_t)c->fd);
 			c->bk = NULL;	/* no stale key inside a merged chunk */
-			upa_free_coalesce(a, c, chunk_size(c));
+			upa_free_coalesce(a, c, chunk_size(c),
+					  "corrupted size vs. prev_size in fastbins");
 			c = next;
 		}
 	}

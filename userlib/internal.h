@@ -400,7 +400,7 @@ void upa_free_chunk_any(struct upa_chunk *c);
 void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c);
 void upa_remote_drain(struct upa_arena *a, struct upa_heap **released);
 size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c,
-			 size_t size);
+			 size_t size, const char *prev_msg);
 void *upa_int_memalign(size_t align, size_t n);
 
 /* ------------------------------------------------------------------ */

@@ -156,7 +156,7 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 			  "malloc(): invalid size (unsorted)");
 		UPA_CHECK(chunk_size(next) >= UPA_HEADER &&
 			  chunk_size(next) <= a->system_mem,
-			  "malloc(): invalid size (unsorted)");
+			  "malloc(): invalid next size (unsorted)");
 		UPA_CHECK(next->prev_size == size,
 			  "malloc(): mismatching next->prev_size (unsorted)");
 		UPA_CHECK(bck->fd == c && c->fd == head,

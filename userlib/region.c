@@ -310,7 +310,8 @@ static void heap_retire_top(struct upa_arena *a)
 		marker->prev_size = 2 * UPA_HEADER;
 		chunk_set_head(marker, 0 | UPA_PREV_INUSE | flag);
 		chunk_set_size(top, ts - 3 * UPA_HEADER);
-		upa_free_coalesce(a, top, ts - 3 * UPA_HEADER);
+		upa_free_coalesce(a, top, ts - 3 * UPA_HEADER,
+				  "corrupted size vs. prev_size while consolidating");
 	} else {
 		fence = top;
 		chunk_set_size(fence, ts - UPA_HEADER);
