@@ -48,7 +48,7 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size,
 		}
 		chunk_set_head(c, size | UPA_PREV_INUSE | flag);
 		chunk_set_foot(c, size);
-		upa_bin_put_unsorted(a, c);
+		upa_bin_put_unsorted(a, c, "free(): corrupted unsorted chunks");
 	} else {
 		char *old_top_mem = chunk_mem(next);
 

@@ -133,7 +133,8 @@ static inline unsigned int bin_index(size_t sz)
 struct upa_arena;
 void upa_bins_init(struct upa_arena *a);
 void upa_bin_unlink(struct upa_chunk *c);
-void upa_bin_put_unsorted(struct upa_arena *a, struct upa_chunk *c);
+void upa_bin_put_unsorted(struct upa_arena *a, struct upa_chunk *c,
+			  const char *msg);
 void upa_bin_place(struct upa_arena *a, struct upa_chunk *c, size_t size);
 void upa_fastbin_push(struct upa_arena *a, struct upa_chunk *c, size_t size);
 struct upa_chunk *upa_fastbin_pop(struct upa_arena *a, unsigned int idx);

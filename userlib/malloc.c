@@ -84,7 +84,7 @@ static void *chunk_take(struct upa_arena *a, struct upa_chunk *c,
 		chunk_set_head(c, nb | (c->size & UPA_PREV_INUSE) | flag);
 		chunk_set_head(r, rem | UPA_PREV_INUSE | flag);
 		chunk_set_foot(r, rem);
-		upa_bin_put_unsorted(a, r);
+		upa_bin_put_unsorted(a, r, "malloc(): corrupted unsorted chunks");
 		if (in_smallbin_range(nb))
 			a->last_remainder = r;
 	} else {

@@ -871,6 +871,65 @@ TEST_F(integrity, keyed_free_into_tcache_bin_with_a_cycle_aborts)
 		     "free(): too many chunks detected in tcache");
 }
 
+/* A free chunk's bk overwritten; the next chunk freed goes in front. */
+static void free_into_corrupted_unsorted(void)
+{
+	char *a = malloc(6000), *g1 = malloc(100);
+	char *b = malloc(6000), *g2 = malloc(100);
+
+	free(a);
+	LINK(a, 1) = (uintptr_t)fake_chunk;	/* head->fd->bk != head */
+	free(b);
+	free(g1);
+	free(g2);
+}
+
+TEST_F(integrity, free_into_corrupted_unsorted_bin_aborts)
+{
+	expect_death(_metadata, free_into_corrupted_unsorted,
+		     "free(): corrupted unsorted chunks");
+}
+
+/*
+ * A chunk a in its large bin, alone; its links overwritten; then a chunk
+ * of a larger size of the same bin is sorted in front of it.
+ */
+static void large_bin_links_corrupted(int link)
+{
+	char *a = malloc(6000), *g1 = malloc(100);	/* chunk 6016 */
+	char *b = malloc(6088), *g2 = malloc(100);	/* 6096: same bin */
+
+	free(a);
+	malloc(8000);		/* a sorted into its large bin */
+	LINK(a, link) = (uintptr_t)fake_chunk;
+	free(b);
+	malloc(8000);		/* b sorted in front of a */
+	free(g1);
+	free(g2);
+}
+
+static void large_bin_nextsize_corrupted(void)
+{
+	large_bin_links_corrupted(3);	/* bk_nextsize */
+}
+
+TEST_F(integrity, sorting_into_large_bin_with_corrupted_nextsize_aborts)
+{
+	expect_death(_metadata, large_bin_nextsize_corrupted,
+		     "malloc(): largebin double linked list corrupted (nextsize)");
+}
+
+static void large_bin_bk_corrupted(void)
+{
+	large_bin_links_corrupted(1);	/* bk */
+}
+
+TEST_F(integrity, sorting_into_large_bin_with_corrupted_bk_aborts)
+{
+	expect_death(_metadata, large_bin_bk_corrupted,
+		     "malloc(): largebin double linked list corrupted (bk)");
+}
+
 /* ---- malloc() ---- */
 
 static void corrupt_top_size(void)
