@@ -193,6 +193,13 @@ struct upa_heap {
 } __attribute__((aligned(64)));
 
 extern size_t upa_heap_mask;		/* ~(heap_reserve - 1), fixed at init */
+/*
+ * upa_heap_mask | PREV_INUSE: for a chunk's successor's size word s,
+ * ((s - 17) & upa_next_size_mask) == 0 exactly when PREV_INUSE is set
+ * and 16 <= size < reserve + 16 (s - 17 is even only with PREV_INUSE,
+ * and wraps around below 17): the fast path's one test of both.
+ */
+extern size_t upa_next_size_mask;
 
 static inline struct upa_heap *upa_heap_of(const void *p)
 {

@@ -43,6 +43,7 @@
 
 static const struct upa_src *src = &upa_src_anon;
 size_t upa_heap_mask = ~(UPA_DEFAULT_HEAP_RESERVE - 1);
+size_t upa_next_size_mask = ~(UPA_DEFAULT_HEAP_RESERVE - 1) | UPA_PREV_INUSE;
 
 /*
  * The heap map: one bit per heap_reserve-aligned slot of the user address
@@ -101,6 +102,7 @@ int upa_region_init(const char **why)
 	int err;
 
 	upa_heap_mask = ~(upa_mp.heap_reserve - 1);
+	upa_next_size_mask = upa_heap_mask | UPA_PREV_INUSE;
 	upa_heap_shift = (unsigned int)__builtin_ctzl(upa_mp.heap_reserve);
 	if (!strcmp(mode, "mmap")) {
 		src = &upa_src_anon;

@@ -327,8 +327,8 @@ static inline void upa_free_inline(void *mem)
 		 * slow path tells which check failed.
 		 */
 		nsize = chunk_at(c, ci << 4)->size;
-		if (unlikely(!(nsize & UPA_PREV_INUSE) ||
-			     ((nsize - UPA_HEADER) & upa_heap_mask)))
+		if (unlikely((nsize - (UPA_HEADER | UPA_PREV_INUSE)) &
+			     upa_next_size_mask))
 			return upa_free_slow(mem);
 		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))
