@@ -375,8 +375,10 @@ static inline struct upa_arena *upa_arena_of_checked(const struct upa_chunk *c,
 	UPA_CHECK(upa_heap_known(h) && (const void *)c >= (const void *)(h + 1),
 		  msg);
 	a = h->arena;
+	/* Past the arena too when the heap holds it (its first heap). */
 	UPA_CHECK((a != &upa_main_arena) == chunk_non_main(c) &&
-		  (const void *)c >= (const void *)upa_heap_first_chunk(h), msg);
+		  ((void *)a != (void *)(h + 1) ||
+		   (const void *)c >= (const void *)(a + 1)), msg);
 	return a;
 }
 
