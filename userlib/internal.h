@@ -206,7 +206,11 @@ static inline struct upa_heap *upa_heap_of(const void *p)
 	return (struct upa_heap *)((uintptr_t)p & upa_heap_mask);
 }
 
-/* region.c's heap map: bit (address >> upa_heap_shift) set for our heaps. */
+/*
+ * region.c's heap map: bit (address >> upa_heap_shift) set for our heaps,
+ * covering the user address space below 2^UPA_HEAP_MAP_SPACE_BITS.
+ */
+#define UPA_HEAP_MAP_SPACE_BITS	47
 extern uint64_t *upa_heap_map;
 extern unsigned int upa_heap_shift;
 
@@ -216,7 +220,7 @@ static inline bool upa_heap_known(const struct upa_heap *h)
 	uintptr_t i = (uintptr_t)h >> upa_heap_shift;
 	const uint64_t *map = __atomic_load_n(&upa_heap_map, __ATOMIC_ACQUIRE);
 
-	return map && !(i >> (47 - upa_heap_shift)) &&
+	return map && !(i >> (UPA_HEAP_MAP_SPACE_BITS - upa_heap_shift)) &&
 	       (__atomic_load_n(&map[i / 64], __ATOMIC_ACQUIRE) >> (i % 64) & 1);
 }
 

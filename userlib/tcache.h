@@ -17,8 +17,9 @@
  *   room_ci[0] == room_ci[1] == 0 (no chunk size below 32);
  *   every entry is a 16-aligned chunk of (i + 2) * 16 bytes, in use in its
  *   arena, with key == upa_tcache_key (chunks in fast bins and on remote
- *   lists carry it too: a free of a keyed chunk looks for it there); next pointers are stored mangled
- *   (safe-linking: (address of the field >> 12) ^ pointer).
+ *   lists carry it too: a free of a keyed chunk looks for it there); next
+ *   pointers are stored mangled (safe-linking: (address of the field >> 12)
+ *   ^ pointer).
  */
 #ifndef UPALLOC_TCACHE_H
 #define UPALLOC_TCACHE_H
