@@ -89,12 +89,14 @@ void upa_bin_unlink(struct upa_chunk *c)
 	}
 }
 
-void upa_bin_put_unsorted(struct upa_arena *a, struct upa_chunk *c)
+/* msg: the abort message, glibc's for the caller (free or malloc). */
+void upa_bin_put_unsorted(struct upa_arena *a, struct upa_chunk *c,
+			  const char *msg)
 {
 	struct upa_chunk *head = bin_head(a, UPA_UNSORTED);
 	struct upa_chunk *fwd = head->fd;
 
-	UPA_CHECK(fwd->bk == head, "corrupted double-linked list");
+	UPA_CHECK(fwd->bk == head, msg);
 	if (!in_smallbin_range(chunk_size(c)))
 		c->fd_nextsize = c->bk_nextsize = NULL;
 	c->fd = fwd;
@@ -137,14 +139,15 @@ void upa_bin_place(struct upa_arena *a, struct upa_chunk *c, size_t size)
 			c->fd_nextsize = c->bk_nextsize = NULL;
 		} else {
 			UPA_CHECK(fwd->bk_nextsize->fd_nextsize == fwd,
-				  "corrupted double-linked list (not small)");
+				  "malloc(): largebin double linked list corrupted (nextsize)");
 			c->fd_nextsize = fwd;
 			c->bk_nextsize = fwd->bk_nextsize;
 			fwd->bk_nextsize = c;
 			c->bk_nextsize->fd_nextsize = c;
 		}
 		bck = fwd->bk;
-		UPA_CHECK(bck->fd == fwd, "corrupted double-linked list");
+		UPA_CHECK(bck->fd == fwd,
+			  "malloc(): largebin double linked list corrupted (bk)");
 	}
 	binmap_mark(a, idx);
 	c->bk = bck;
@@ -160,6 +163,8 @@ void upa_fastbin_push(struct upa_arena *a, struct upa_chunk *c, size_t size)
 
 	/* The cheap double-free check: c is not already the bin's top. */
 	UPA_CHECK(old != c, "double free or corruption (fasttop)");
+	UPA_CHECK(!old || fastbin_index(chunk_size(old)) == idx,
+		  "invalid fastbin entry (free)");
 	c->fd = (struct upa_chunk *)fastbin_protect(&c->fd, old);
 	/*
 	 * The cache key marks it free, as in a thread cache: its second
@@ -276,10 +281,11 @@ void upa_consolidate(struct upa_arena *a)
 			UPA_CHECK(chunk_aligned(c),
 				  "malloc_consolidate(): unaligned fastbin chunk detected");
 			UPA_CHECK(fastbin_index(chunk_size(c)) == i,
-				  "malloc(): memory corruption (fast)");
+				  "malloc_consolidate(): invalid chunk size");
 			next = fastbin_reveal(&c->fd, (uintptr_t)c->fd);
 			c->bk = NULL;	/* no stale key inside a merged chunk */
-			upa_free_coalesce(a, c, chunk_size(c));
+			upa_free_coalesce(a, c, chunk_size(c),
+					  "corrupted size vs. prev_size in fastbins");
 			c = next;
 		}
 	}

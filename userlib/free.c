@@ -18,9 +18,12 @@
 /*
  * Coalesce free chunk c of size bytes (not in any list) with its free
  * neighbours, then put it into the unsorted bin or the top chunk. Returns
- * the merged size. Arena locked.
+ * the merged size. Arena locked. prev_msg: the abort message when c's
+ * prev_size does not match the chunk before it (glibc's, which name the
+ * caller: free or the fast-bin consolidation).
  */
-size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
+size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size,
+			 const char *prev_msg)
 {
 	struct upa_chunk *next = chunk_at(c, size);
 	size_t flag = upa_arena_flag(a);
@@ -29,8 +32,7 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
 		size_t psize = c->prev_size;
 		struct upa_chunk *prev = chunk_prev(c);
 
-		UPA_CHECK(chunk_size(prev) == psize,
-			  "corrupted size vs. prev_size while consolidating");
+		UPA_CHECK(chunk_size(prev) == psize, prev_msg);
 		upa_bin_unlink(prev);
 		c = prev;
 		size += psize;
@@ -46,7 +48,7 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size)
 		}
 		chunk_set_head(c, size | UPA_PREV_INUSE | flag);
 		chunk_set_foot(c, size);
-		upa_bin_put_unsorted(a, c);
+		upa_bin_put_unsorted(a, c, "free(): corrupted unsorted chunks");
 	} else {
 		char *old_top_mem = chunk_mem(next);
 
@@ -143,7 +145,8 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 		  "free(): invalid next size (normal)");
 	if (unlikely(upa_mp.perturb))
 		memset(chunk_mem(c), upa_mp.perturb, size - UPA_HEADER);
-	merged = upa_free_coalesce(a, c, size);
+	merged = upa_free_coalesce(a, c, size,
+				   "corrupted size vs. prev_size while consolidating");
 	if (released && merged >= UPA_CONSOLIDATE_THRESHOLD) {
 		if (a->have_fastchunks)
 			upa_consolidate(a);
@@ -265,8 +268,8 @@ void upa_remote_drain(struct upa_arena *a, struct upa_heap **released)
 
 		UPA_CHECK(chunk_aligned(e) && e->key == key,
 			  "free(): double free detected (remote list)");
-		UPA_CHECK(!chunk_is_mmapped(c) &&
-			  upa_arena_of_checked(c, "free(): corrupted remote list") == a,
+		/* Listed chunks were checked when freed: the key is enough. */
+		UPA_CHECK(!chunk_is_mmapped(c) && upa_arena_of(c) == a,
 			  "free(): corrupted remote list");
 		e->key = 0;
 		if (mine) {

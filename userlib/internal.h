@@ -133,7 +133,8 @@ static inline unsigned int bin_index(size_t sz)
 struct upa_arena;
 void upa_bins_init(struct upa_arena *a);
 void upa_bin_unlink(struct upa_chunk *c);
-void upa_bin_put_unsorted(struct upa_arena *a, struct upa_chunk *c);
+void upa_bin_put_unsorted(struct upa_arena *a, struct upa_chunk *c,
+			  const char *msg);
 void upa_bin_place(struct upa_arena *a, struct upa_chunk *c, size_t size);
 void upa_fastbin_push(struct upa_arena *a, struct upa_chunk *c, size_t size);
 struct upa_chunk *upa_fastbin_pop(struct upa_arena *a, unsigned int idx);
@@ -192,13 +193,24 @@ struct upa_heap {
 } __attribute__((aligned(64)));
 
 extern size_t upa_heap_mask;		/* ~(heap_reserve - 1), fixed at init */
+/*
+ * upa_heap_mask | PREV_INUSE: for a chunk's successor's size word s,
+ * ((s - 17) & upa_next_size_mask) == 0 exactly when PREV_INUSE is set
+ * and 16 <= size < reserve + 16 (s - 17 is even only with PREV_INUSE,
+ * and wraps around below 17): the fast path's one test of both.
+ */
+extern size_t upa_next_size_mask;
 
 static inline struct upa_heap *upa_heap_of(const void *p)
 {
 	return (struct upa_heap *)((uintptr_t)p & upa_heap_mask);
 }
 
-/* region.c's heap map: bit (address >> upa_heap_shift) set for our heaps. */
+/*
+ * region.c's heap map: bit (address >> upa_heap_shift) set for our heaps,
+ * covering the user address space below 2^UPA_HEAP_MAP_SPACE_BITS.
+ */
+#define UPA_HEAP_MAP_SPACE_BITS	47
 extern uint64_t *upa_heap_map;
 extern unsigned int upa_heap_shift;
 
@@ -208,7 +220,7 @@ static inline bool upa_heap_known(const struct upa_heap *h)
 	uintptr_t i = (uintptr_t)h >> upa_heap_shift;
 	const uint64_t *map = __atomic_load_n(&upa_heap_map, __ATOMIC_ACQUIRE);
 
-	return map && !(i >> (47 - upa_heap_shift)) &&
+	return map && !(i >> (UPA_HEAP_MAP_SPACE_BITS - upa_heap_shift)) &&
 	       (__atomic_load_n(&map[i / 64], __ATOMIC_ACQUIRE) >> (i % 64) & 1);
 }
 
@@ -367,8 +379,10 @@ static inline struct upa_arena *upa_arena_of_checked(const struct upa_chunk *c,
 	UPA_CHECK(upa_heap_known(h) && (const void *)c >= (const void *)(h + 1),
 		  msg);
 	a = h->arena;
+	/* Past the arena too when the heap holds it (its first heap). */
 	UPA_CHECK((a != &upa_main_arena) == chunk_non_main(c) &&
-		  (const void *)c >= (const void *)upa_heap_first_chunk(h), msg);
+		  ((void *)a != (void *)(h + 1) ||
+		   (const void *)c >= (const void *)(a + 1)), msg);
 	return a;
 }
 
@@ -400,7 +414,7 @@ void upa_free_chunk_any(struct upa_chunk *c);
 void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c);
 void upa_remote_drain(struct upa_arena *a, struct upa_heap **released);
 size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c,
-			 size_t size);
+			 size_t size, const char *prev_msg);
 void *upa_int_memalign(size_t align, size_t n);
 
 /* ------------------------------------------------------------------ */

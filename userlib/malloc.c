@@ -84,7 +84,7 @@ static void *chunk_take(struct upa_arena *a, struct upa_chunk *c,
 		chunk_set_head(c, nb | (c->size & UPA_PREV_INUSE) | flag);
 		chunk_set_head(r, rem | UPA_PREV_INUSE | flag);
 		chunk_set_foot(r, rem);
-		upa_bin_put_unsorted(a, r);
+		upa_bin_put_unsorted(a, r, "malloc(): corrupted unsorted chunks");
 		if (in_smallbin_range(nb))
 			a->last_remainder = r;
 	} else {
@@ -156,7 +156,7 @@ static void *bins_search(struct upa_arena *a, size_t nb)
 			  "malloc(): invalid size (unsorted)");
 		UPA_CHECK(chunk_size(next) >= UPA_HEADER &&
 			  chunk_size(next) <= a->system_mem,
-			  "malloc(): invalid size (unsorted)");
+			  "malloc(): invalid next size (unsorted)");
 		UPA_CHECK(next->prev_size == size,
 			  "malloc(): mismatching next->prev_size (unsorted)");
 		UPA_CHECK(bck->fd == c && c->fd == head,

@@ -127,6 +127,7 @@ int upa_option_set(int param, int value)
 			return v == upa_mp.heap_reserve;
 		upa_mp.heap_reserve = v;
 		upa_heap_mask = ~(v - 1);
+		upa_next_size_mask = upa_heap_mask | UPA_PREV_INUSE;
 		upa_heap_shift = (unsigned int)__builtin_ctzl(v);
 		return 1;
 	}

@@ -227,6 +227,9 @@ UPA_API void *upa_realloc(void *mem, size_t n)
 		upa_lock(&a->lock);
 		UPA_CHECK(size < a->system_mem, "realloc(): invalid old size");
 		UPA_CHECK(chunk_inuse(c), "realloc(): invalid pointer");
+		UPA_CHECK(chunk_size(chunk_at(c, size)) >= UPA_HEADER &&
+			  chunk_size(chunk_at(c, size)) < a->system_mem,
+			  "realloc(): invalid next size");
 		ok = resize_in_place(a, c, nb,
 				     upa_request_size(headroom_request(n)));
 		upa_unlock(&a->lock);

@@ -36,51 +36,51 @@
  * (or UPALLOC_URING=0, no ring) keep the synchronous break moves.
  */
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 #include "../kmod/uapi/upalloc.h"
 
 static const struct upa_src *src = &upa_src_anon;
 size_t upa_heap_mask = ~(UPA_DEFAULT_HEAP_RESERVE - 1);
+size_t upa_next_size_mask = ~(UPA_DEFAULT_HEAP_RESERVE - 1) | UPA_PREV_INUSE;
 
 /*
  * The heap map: one bit per heap_reserve-aligned slot of the user address
  * space (2^47 bytes), set while a heap of ours starts there. free() asks
  * it before it reads the header of a chunk's heap (upa_heap_known): a
  * forged chunk's upa_heap_of() is any aligned address, maybe unmapped.
- * Lock-free: set and cleared atomically; mapped (never touched whole:
- * 256 KiB of address space for 64 MiB heaps) with the first heap and
- * published once; private memory, so a fork child has its own copy.
+ * Lock-free: set and cleared atomically; mapped (anonymous, touched only
+ * where heaps are: 256 KiB of address space for 64 MiB heaps) with the
+ * first heap and published once; private memory, so a fork child has its
+ * own copy.
  */
 uint64_t *upa_heap_map;
 unsigned int upa_heap_shift = __builtin_ctzl(UPA_DEFAULT_HEAP_RESERVE);
 
-#define HEAP_MAP_SPACE_BITS	47
-
 static int heap_map_set(struct upa_heap *h, bool on)
 {
+	unsigned int slot_bits = UPA_HEAP_MAP_SPACE_BITS - upa_heap_shift;
 	uintptr_t i = (uintptr_t)h >> upa_heap_shift;
 	uint64_t *map = __atomic_load_n(&upa_heap_map, __ATOMIC_ACQUIRE);
 
 	if (!map) {
-		size_t len = upa_align_up(((size_t)1 << (HEAP_MAP_SPACE_BITS -
-							 upa_heap_shift)) / 8,
+		size_t len = upa_align_up(((size_t)1 << slot_bits) / 8,
 					  upa_page_size);
 		uint64_t *none = NULL;
+		void *p;
 
-		map = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (map == MAP_FAILED)
+		/* Metadata: anonymous memory whatever the backend. */
+		if (upa_src_anon_meta_map(len, &p))
 			return -ENOMEM;
+		map = p;
 		if (!__atomic_compare_exchange_n(&upa_heap_map, &none, map,
 						 false, __ATOMIC_ACQ_REL,
 						 __ATOMIC_ACQUIRE)) {
-			munmap(map, len);
+			upa_src_anon.unmap(map, len);
 			map = none;
 		}
 	}
-	if (i >> (HEAP_MAP_SPACE_BITS - upa_heap_shift))
+	if (i >> slot_bits)
 		return -ENOMEM;		/* above the map: not a heap for us */
 	if (on)
 		__atomic_fetch_or(&map[i / 64], 1ULL << (i % 64),
@@ -101,6 +101,7 @@ int upa_region_init(const char **why)
 	int err;
 
 	upa_heap_mask = ~(upa_mp.heap_reserve - 1);
+	upa_next_size_mask = upa_heap_mask | UPA_PREV_INUSE;
 	upa_heap_shift = (unsigned int)__builtin_ctzl(upa_mp.heap_reserve);
 	if (!strcmp(mode, "mmap")) {
 		src = &upa_src_anon;
@@ -310,7 +311,8 @@ static void heap_retire_top(struct upa_arena *a)
 		marker->prev_size = 2 * UPA_HEADER;
 		chunk_set_head(marker, 0 | UPA_PREV_INUSE | flag);
 		chunk_set_size(top, ts - 3 * UPA_HEADER);
-		upa_free_coalesce(a, top, ts - 3 * UPA_HEADER);
+		upa_free_coalesce(a, top, ts - 3 * UPA_HEADER,
+				  "corrupted size vs. prev_size while consolidating");
 	} else {
 		fence = top;
 		chunk_set_size(fence, ts - UPA_HEADER);

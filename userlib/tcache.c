@@ -134,7 +134,10 @@ void upa_tcache_double_free_scan(struct upa_tcache *tc, unsigned int idx,
 	struct upa_tcache_entry *e = *tcache_headp(tc, idx);
 	unsigned int n = 0;
 
-	while (e && n++ <= tcache_count(tc, idx)) {
+	while (e) {
+		/* A link rewritten into a cycle: the walk must end. */
+		UPA_CHECK(n++ < tcache_count(tc, idx),
+			  "free(): too many chunks detected in tcache");
 		UPA_CHECK(e != mem, "free(): double free detected in tcache");
 		UPA_CHECK(chunk_aligned(e),
 			  "malloc(): unaligned tcache chunk detected");

@@ -17,8 +17,9 @@
  *   room_ci[0] == room_ci[1] == 0 (no chunk size below 32);
  *   every entry is a 16-aligned chunk of (i + 2) * 16 bytes, in use in its
  *   arena, with key == upa_tcache_key (chunks in fast bins and on remote
- *   lists carry it too: a free of a keyed chunk looks for it there); next pointers are stored mangled
- *   (safe-linking: (address of the field >> 12) ^ pointer).
+ *   lists carry it too: a free of a keyed chunk looks for it there); next
+ *   pointers are stored mangled (safe-linking: (address of the field >> 12)
+ *   ^ pointer).
  */
 #ifndef UPALLOC_TCACHE_H
 #define UPALLOC_TCACHE_H
@@ -327,8 +328,8 @@ static inline void upa_free_inline(void *mem)
 		 * slow path tells which check failed.
 		 */
 		nsize = chunk_at(c, ci << 4)->size;
-		if (unlikely(!(nsize & UPA_PREV_INUSE) ||
-			     ((nsize - UPA_HEADER) & upa_heap_mask)))
+		if (unlikely((nsize - (UPA_HEADER | UPA_PREV_INUSE)) &
+			     upa_next_size_mask))
 			return upa_free_slow(mem);
 		/* A tail call: the fast path saves no registers. */
 		if (unlikely(e->key == upa_tcache_key))

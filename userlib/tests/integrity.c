@@ -752,7 +752,7 @@ TEST_F(integrity, consolidating_with_mismatched_prev_size_aborts)
 		     "corrupted size vs. prev_size while consolidating");
 }
 
-/* The same through the cache path of a small size: fast bins merged. */
+/* A fast-bin chunk merged by the consolidation (glibc's own message). */
 static void consolidate_fastbin_bad_prev_size(void)
 {
 	char *a, *b, *guard;
@@ -771,7 +771,7 @@ static void consolidate_fastbin_bad_prev_size(void)
 TEST_F(integrity, consolidating_fast_chunk_with_mismatched_prev_size_aborts)
 {
 	expect_death(_metadata, consolidate_fastbin_bad_prev_size,
-		     "corrupted size vs. prev_size while consolidating");
+		     "corrupted size vs. prev_size in fastbins");
 }
 
 /* The top chunk's size made smaller: it no longer ends at the heap's end. */
@@ -789,6 +789,145 @@ TEST_F(integrity, malloc_from_top_made_too_small_aborts)
 {
 	expect_death(_metadata, top_size_made_too_small,
 		     "malloc(): corrupted top size");
+}
+
+/* Sorting unsorted: the successor's size is past the arena's memory. */
+static void unsorted_next_size_huge(void)
+{
+	char *a = malloc(6000), *guard = malloc(100);
+
+	free(a);
+	*chunk_size_word(guard) = HUGE_SIZE;
+	malloc(8000);
+}
+
+TEST_F(integrity, unsorted_chunk_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, unsorted_next_size_huge,
+		     "malloc(): invalid next size (unsorted)");
+}
+
+/* A fast-bin chunk's size rewritten to another fast size, consolidated. */
+static void consolidate_fast_chunk_of_wrong_size(void)
+{
+	char *a, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	guard = malloc(100);
+	free(a);
+	*chunk_size_word(a) = 64 | CHUNK_PREV_INUSE;
+	malloc(70000);		/* consolidates the fast bins */
+	free(guard);
+}
+
+TEST_F(integrity, consolidating_fast_chunk_of_wrong_size_aborts)
+{
+	expect_death(_metadata, consolidate_fast_chunk_of_wrong_size,
+		     "malloc_consolidate(): invalid chunk size");
+}
+
+/* A free onto a fast bin whose top chunk's size was rewritten. */
+static void free_onto_corrupted_fastbin_top(void)
+{
+	char *a, *b, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	b = malloc(40);
+	guard = malloc(100);
+	free(a);
+	*chunk_size_word(a) = 64 | CHUNK_PREV_INUSE;
+	free(b);
+	free(guard);
+}
+
+TEST_F(integrity, free_onto_fast_bin_with_corrupted_top_aborts)
+{
+	expect_death(_metadata, free_onto_corrupted_fastbin_top,
+		     "invalid fastbin entry (free)");
+}
+
+/*
+ * A cached chunk's link rewritten to point to itself: the bin's list is
+ * a cycle. The next free that carries the key walks the bin and must
+ * stop (glibc's "too many chunks") instead of looping.
+ */
+static void tcache_bin_made_a_cycle(void)
+{
+	uintptr_t *a = malloc(40), *b = malloc(40), *c = malloc(40);
+
+	empty_cache();
+	free(a);
+	free(b);			/* the bin's head */
+	b[0] = mangle(&b[0], (uintptr_t)b);
+	c[1] = b[1];			/* the key, read after free */
+	free(c);
+}
+
+TEST_F(integrity, keyed_free_into_tcache_bin_with_a_cycle_aborts)
+{
+	expect_death(_metadata, tcache_bin_made_a_cycle,
+		     "free(): too many chunks detected in tcache");
+}
+
+/* A free chunk's bk overwritten; the next chunk freed goes in front. */
+static void free_into_corrupted_unsorted(void)
+{
+	char *a = malloc(6000), *g1 = malloc(100);
+	char *b = malloc(6000), *g2 = malloc(100);
+
+	free(a);
+	LINK(a, 1) = (uintptr_t)fake_chunk;	/* head->fd->bk != head */
+	free(b);
+	free(g1);
+	free(g2);
+}
+
+TEST_F(integrity, free_into_corrupted_unsorted_bin_aborts)
+{
+	expect_death(_metadata, free_into_corrupted_unsorted,
+		     "free(): corrupted unsorted chunks");
+}
+
+/*
+ * A chunk a in its large bin, alone; its links overwritten; then a chunk
+ * of a larger size of the same bin is sorted in front of it.
+ */
+static void large_bin_links_corrupted(int link)
+{
+	char *a = malloc(6000), *g1 = malloc(100);	/* chunk 6016 */
+	char *b = malloc(6088), *g2 = malloc(100);	/* 6096: same bin */
+
+	free(a);
+	malloc(8000);		/* a sorted into its large bin */
+	LINK(a, link) = (uintptr_t)fake_chunk;
+	free(b);
+	malloc(8000);		/* b sorted in front of a */
+	free(g1);
+	free(g2);
+}
+
+static void large_bin_nextsize_corrupted(void)
+{
+	large_bin_links_corrupted(3);	/* bk_nextsize */
+}
+
+TEST_F(integrity, sorting_into_large_bin_with_corrupted_nextsize_aborts)
+{
+	expect_death(_metadata, large_bin_nextsize_corrupted,
+		     "malloc(): largebin double linked list corrupted (nextsize)");
+}
+
+static void large_bin_bk_corrupted(void)
+{
+	large_bin_links_corrupted(1);	/* bk */
+}
+
+TEST_F(integrity, sorting_into_large_bin_with_corrupted_bk_aborts)
+{
+	expect_death(_metadata, large_bin_bk_corrupted,
+		     "malloc(): largebin double linked list corrupted (bk)");
 }
 
 /* ---- malloc() ---- */
@@ -978,6 +1117,20 @@ TEST_F(integrity, realloc_of_chunk_with_invalid_size_aborts)
 }
 
 /* ---- mmapped chunks ---- */
+
+static void realloc_with_bad_next_size(void)
+{
+	char *p = malloc(2000), *guard = malloc(100);
+
+	*chunk_size_word(guard) = HUGE_SIZE;
+	free(realloc(p, 6000));
+}
+
+TEST_F(integrity, realloc_with_invalid_next_size_aborts)
+{
+	expect_death(_metadata, realloc_with_bad_next_size,
+		     "realloc(): invalid next size");
+}
 
 static void free_mmapped_with_bad_size(void)
 {
