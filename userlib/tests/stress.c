@@ -516,6 +516,17 @@ static void do_fork(struct shadow_rng *r, struct place *pl, int place)
 		     seed, place, WEXITSTATUS(status));
 }
 
+static void heap_check(int place)
+{
+	atomic_fetch_add(&heap_checks, 1);
+	if (upa_heap_check()) {
+		atomic_fetch_add(&failures, 1);
+		atomic_fetch_add(&heap_check_failures, 1);
+		diag("FAIL seed %" PRIu64 " place %d: upa_heap_check() failed (message on stderr)",
+		     seed, place);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -563,19 +574,14 @@ static void *worker_main(void *arg)
 		} else if (!nofork) {
 			do_fork(r, pl, place);
 		}
-		if (n % HEAP_CHECK_EVERY == HEAP_CHECK_EVERY - 1) {
-			atomic_fetch_add(&heap_checks, 1);
-			if (upa_heap_check()) {
-				atomic_fetch_add(&failures, 1);
-				atomic_fetch_add(&heap_check_failures, 1);
-				diag("FAIL seed %" PRIu64 " place %d: upa_heap_check() failed (message on stderr)",
-				     seed, place);
-			}
-		}
+		if (n % HEAP_CHECK_EVERY == HEAP_CHECK_EVERY - 1)
+			heap_check(place);
 		/* Stop early once something is wrong: the first report counts. */
 		if (atomic_load_explicit(&failures, memory_order_relaxed))
 			break;
 	}
+	/* Its own cache is checked by this thread only: once more at exit. */
+	heap_check(place);
 	/* Leave the blocks to the successor, or free them all. */
 	if (shadow_below(r, 2))
 		for (n = 0; n < SLOTS; n++)
