@@ -174,6 +174,9 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 /* For realloc and memalign, inside their locked section: never trims. */
 void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
 {
+	/* Never the program's block: the hardened mode's pattern goes in here. */
+	if (unlikely(upa_mp.hardened))
+		upa_hard_fill(c);
 	int_free(a, c, NULL);
 }
 
@@ -474,6 +477,10 @@ void upa_free_slow(void *mem)
 
 	if (!mem)
 		return;
+	if (upa_hard_dispatch()) {
+		upa_hard_free(mem);
+		return;
+	}
 	c = mem_chunk(mem);
 	size = chunk_size(c);
 	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
