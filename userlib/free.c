@@ -174,6 +174,9 @@ static void int_free(struct upa_arena *a, struct upa_chunk *c,
 /* For realloc and memalign, inside their locked section: never trims. */
 void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
 {
+	/* Never the program's block: the hardened mode's pattern goes in here. */
+	if (unlikely(upa_mp.hardened))
+		upa_hard_fill(c);
 	int_free(a, c, NULL);
 }
 
@@ -426,12 +429,16 @@ static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
  * Aborts when found; takes the arena lock for the walks (no lock held by
  * the caller). Only keyed frees pay for it.
  */
+/* Walks of a list a program may have rewritten into a cycle end here. */
+#define HELD_WALK_LIMIT		(1UL << 26)
+
 void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c)
 {
 	size_t size = chunk_size(c), idx = tcache_index(size);
 	void *mem = chunk_mem(c);
 	struct upa_tcache_entry *e;
 	struct upa_arena *a;
+	unsigned long n = 0;
 
 	if (idx < tcache_bins_mapped(tc))
 		upa_tcache_double_free_scan(tc, (unsigned int)idx, mem);
@@ -443,16 +450,19 @@ void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c)
 	for (e = __atomic_load_n(&a->remote, __ATOMIC_ACQUIRE); e;
 	     e = tcache_reveal(&e->next, e->next)) {
 		UPA_CHECK(e != mem, "free(): double free detected (remote list)");
-		UPA_CHECK(chunk_aligned(e), "free(): corrupted remote list");
+		UPA_CHECK(chunk_aligned(e) && ++n < HELD_WALK_LIMIT,
+			  "free(): corrupted remote list");
 	}
 	if (fastbin_index(size) < UPA_NFASTBINS) {
 		struct upa_chunk *f = a->fastbins[fastbin_index(size)];
 
 		UPA_CHECK(f != c, "double free or corruption (fasttop)");
-		for (; f; f = fastbin_reveal(&f->fd, (uintptr_t)f->fd)) {
+		for (n = 0; f; f = fastbin_reveal(&f->fd, (uintptr_t)f->fd)) {
 			UPA_CHECK(f != c, "free(): double free detected in fast bin");
 			UPA_CHECK(chunk_aligned(f),
 				  "malloc(): unaligned fastbin chunk detected");
+			UPA_CHECK(++n < HELD_WALK_LIMIT,
+				  "free(): too many chunks detected in fast bin");
 		}
 	}
 	upa_unlock(&a->lock);
@@ -467,6 +477,10 @@ void upa_free_slow(void *mem)
 
 	if (!mem)
 		return;
+	if (upa_hard_dispatch()) {
+		upa_hard_free(mem);
+		return;
+	}
 	c = mem_chunk(mem);
 	size = chunk_size(c);
 	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),

@@ -49,6 +49,8 @@ struct upa_params {
 	int perturb;			/* 0 or the fill byte */
 	unsigned int tcache_count;	/* per bin */
 	unsigned int tcache_bins;	/* bins in use */
+	unsigned int hard_cache_count;	/* hardened mode: its cache's count */
+	bool hardened;			/* UPALLOC_HARDENED: hardened.c */
 	bool no_dyn_threshold;		/* user set an mmap/trim option */
 	bool print_stats;		/* UPALLOC_STATS=1: print at exit */
 	char backend[8];		/* "auto", "device" or "mmap" */
@@ -407,6 +409,17 @@ void upa_threads_after_fork_child(void);
 /* malloc.c, free.c, realloc.c, memalign.c: the paths behind the cache */
 
 void *upa_malloc_slow(size_t n);
+
+/* hardened.c: the opt-in hardened mode (upa_hard_dispatch in tcache.h) */
+int upa_hard_enable(bool on);
+void *upa_hard_malloc(size_t n);
+void upa_hard_free(void *mem);
+void *upa_hard_calloc(size_t n);
+void *upa_hard_realloc(void *mem, size_t n);
+void *upa_hard_memalign(size_t align, size_t n);
+size_t upa_hard_usable_size(void *mem);
+void upa_hard_fill(struct upa_chunk *c);
+void upa_hard_verify_fast(struct upa_chunk *c);
 void upa_free_slow(void *mem);
 void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh);
 void upa_int_free(struct upa_arena *a, struct upa_chunk *c);

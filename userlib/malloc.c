@@ -224,6 +224,8 @@ void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh)
 	if (nb <= upa_mp.max_fast) {
 		c = upa_fastbin_pop(a, fastbin_index(nb));
 		if (c) {
+			if (unlikely(upa_mp.hardened))
+				upa_hard_verify_fast(c);
 			a->st.fastbin_hits++;
 			tcache_refill(a, nb);
 			return chunk_mem(c);
@@ -371,6 +373,8 @@ void *upa_malloc_slow(size_t n)
 	void *mem;
 
 	upa_ensure_init();
+	if (upa_hard_dispatch())
+		return upa_hard_malloc(n);
 	if (n > UPA_TCACHE_MAX_REQUEST && n <= UPA_TCACHE_ALL_MAX_REQUEST) {
 		mem = upa_tcache_large_malloc(&upa_tc, upa_request_size(n));
 		if (mem)
@@ -411,6 +415,8 @@ UPA_API void *upa_calloc(size_t nmemb, size_t size)
 		return NULL;
 	}
 	upa_ensure_init();
+	if (upa_hard_dispatch())
+		return upa_hard_calloc(n);
 	nb = upa_request_size(n);
 	if (n <= UPA_TCACHE_MAX_REQUEST) {
 		struct upa_tcache *tc = &upa_tc;
@@ -442,6 +448,8 @@ UPA_API size_t upa_malloc_usable_size(void *mem)
 
 	if (!mem)
 		return 0;
+	if (unlikely(upa_mp.hardened))
+		return upa_hard_usable_size(mem);
 	c = mem_chunk(mem);
 	if (chunk_is_mmapped(c))
 		return chunk_size(c) - UPA_HEADER;

@@ -67,6 +67,8 @@ void *upa_int_memalign(size_t align, size_t n)
 	void *mem;
 
 	upa_ensure_init();
+	if (upa_hard_dispatch())
+		return upa_hard_memalign(align, n);
 	upa_tc.counter[UPA_TC_SLOW_MALLOCS]++;
 	if (!upa_request_ok(n) || align > UPA_MAX_REQUEST - n) {
 		errno = ENOMEM;

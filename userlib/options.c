@@ -54,6 +54,7 @@ static const struct upa_option options[] = {
 	{ "TCACHE_COUNT",	UPA_M_TCACHE_COUNT },
 	{ "TCACHE_MAX",		UPA_M_TCACHE_MAX },
 	{ "HEAP_RESERVE",	UPA_M_HEAP_RESERVE },
+	{ "HARDENED",		UPA_M_HARDENED },
 };
 
 int upa_option_set(int param, int value)
@@ -93,7 +94,9 @@ int upa_option_set(int param, int value)
 		/* Accepted for compatibility: our checks always abort. */
 		return 1;
 	case M_PERTURB:
-		upa_mp.perturb = value & 0xff;
+		/* The hardened mode's pattern takes its place. */
+		if (!upa_mp.hardened)
+			upa_mp.perturb = value & 0xff;
 		return 1;
 	case M_ARENA_TEST:
 		if (value <= 0)
@@ -108,6 +111,11 @@ int upa_option_set(int param, int value)
 	case UPA_M_TCACHE_COUNT:
 		if (value < 0 || value > 65535)
 			return 0;
+		if (upa_mp.hardened) {
+			/* The mode's own cache; the default one stays off. */
+			upa_mp.hard_cache_count = (unsigned int)value;
+			return 1;
+		}
 		upa_mp.tcache_count = (unsigned int)value;
 		if (tc->state == UPA_THREAD_LIVE)
 			upa_tcache_set_limits(tc, upa_mp.tcache_count, tc->nbins);
@@ -129,6 +137,21 @@ int upa_option_set(int param, int value)
 		upa_heap_mask = ~(v - 1);
 		upa_next_size_mask = upa_heap_mask | UPA_PREV_INUSE;
 		upa_heap_shift = (unsigned int)__builtin_ctzl(v);
+		return 1;
+	case UPA_M_HARDENED:
+		/*
+		 * Only before the first heap: a block handed out before has
+		 * no state in the mode's map (and one cached by the default
+		 * cache none in its).
+		 */
+		if (value != 0 && value != 1)
+			return 0;
+		if (upa_initialized && (upa_main_arena.heap || upa_narenas > 1))
+			return value == upa_mp.hardened;
+		if (upa_hard_enable(value))
+			return 0;
+		if (tc->state == UPA_THREAD_LIVE)
+			upa_tcache_set_limits(tc, upa_mp.tcache_count, tc->nbins);
 		return 1;
 	}
 	return 0;

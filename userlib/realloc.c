@@ -190,6 +190,8 @@ UPA_API void *upa_realloc(void *mem, size_t n)
 		return NULL;
 	}
 	upa_ensure_init();
+	if (upa_hard_dispatch())
+		return upa_hard_realloc(mem, n);
 	c = mem_chunk(mem);
 	size = chunk_size(c);
 	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
@@ -244,6 +246,8 @@ UPA_API void *upa_realloc(void *mem, size_t n)
 	memcpy(nmem, mem, chunk_usable(c) < n ? chunk_usable(c) : n);
 	if (a->quarantined)
 		return nmem;
+	if (unlikely(upa_mp.hardened))
+		upa_hard_fill(c);
 	/*
 	 * A block that grew out of a large cache bin size goes back to its
 	 * arena, not to the thread cache: growing blocks pass each size

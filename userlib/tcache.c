@@ -104,6 +104,7 @@ static void tcache_thread_exit(void *arg)
 	if (tc != &upa_tc || tc->state != UPA_THREAD_LIVE)
 		return;
 	tc->state = UPA_THREAD_DEAD;
+	upa_hard_thread_exit(tc);
 	tcache_flush(tc);
 	upa_arena_detach(tc);
 	upa_lock(&upa_global_lock);

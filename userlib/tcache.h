@@ -98,6 +98,8 @@ struct upa_tcache {
 	struct upa_arena *arena;	/* NULL until the first slow path */
 	enum upa_thread_state state;
 	struct upa_tcache *next, *prev;	/* live threads (upa_global_lock) */
+	struct hard_cache *hard;	/* hardened mode's cache, or NULL */
+	int hard_inner;			/* in the hardened mode's wrapper */
 };
 
 extern __thread struct upa_tcache upa_tc
@@ -269,6 +271,18 @@ tcache_pop_counted(struct upa_tcache *tc, size_t idx)
 	tc->counter[UPA_TC_POPPED]++;
 	return tcache_pop_any(tc, idx);
 }
+
+/*
+ * The hardened mode's entry points take over on the slow paths (in that
+ * mode the default cache is off, so every call reaches them), except for
+ * the default allocator's own calls from inside them.
+ */
+static inline bool upa_hard_dispatch(void)
+{
+	return unlikely(upa_mp.hardened) && !upa_tc.hard_inner;
+}
+
+void upa_hard_thread_exit(struct upa_tcache *tc);
 
 static inline void *upa_malloc_inline(size_t n)
 {

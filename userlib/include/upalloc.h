@@ -62,6 +62,12 @@ int upa_malloc_info(int options, FILE *fp);
 					 * a power of two >= 1 MiB, 64 MiB by
 					 * default; settable until the first
 					 * heap exists */
+#define UPA_M_HARDENED		-103	/* 1: the hardened mode (catches
+					 * writes after free, overflows past
+					 * the requested size, double frees of
+					 * cached blocks, interior-pointer
+					 * frees; see upalloc(3)); settable
+					 * until the first heap exists */
 
 /*
  * Which page source the library uses: UPALLOC_BACKEND=auto|device|mmap.

@@ -930,6 +930,34 @@ TEST_F(integrity, sorting_into_large_bin_with_corrupted_bk_aborts)
 		     "malloc(): largebin double linked list corrupted (bk)");
 }
 
+/*
+ * A fast bin's links rewritten into a cycle (b -> a -> b); a free of a
+ * chunk that carries the key walks the bin looking for it, and must
+ * stop. (With the cache off, only the arena's lists hold freed chunks.)
+ */
+static void keyed_free_with_fastbin_cycle(void)
+{
+	uintptr_t *a, *b, *x, *guard;
+
+	tcache_disable();
+	a = malloc(40);
+	b = malloc(40);
+	x = malloc(40);
+	guard = malloc(40);
+	free(a);
+	free(b);			/* the bin: b -> a */
+	a[0] = mangle(&a[0], (uintptr_t)header(b));
+	x[1] = b[1];			/* the key, read after free */
+	free(x);
+	free(guard);
+}
+
+TEST_F(integrity, keyed_free_with_fast_bin_cycle_aborts)
+{
+	expect_death(_metadata, keyed_free_with_fastbin_cycle,
+		     "free(): too many chunks detected in fast bin");
+}
+
 /* ---- malloc() ---- */
 
 static void corrupt_top_size(void)

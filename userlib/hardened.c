@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hardened.c: the opt-in hardened mode (UPALLOC_HARDENED=1, or
+ * mallopt(UPA_M_HARDENED, 1) before the first allocation), which catches
+ * what glibc's checks (and the default mode's) miss:
+ *
+ *   - a free or realloc of a block that is not live: a second free
+ *     wherever the first one left the block (this thread's cache, another
+ *     thread's, a fast bin, a remote list, a bin), whatever was written
+ *     into the freed block since; and a free of a pointer that is not the
+ *     start of a block (an interior pointer);
+ *   - one-byte (and longer) overflows past the requested size: a canary
+ *     after the requested bytes, checked at free and realloc;
+ *   - writes after free: a freed block's user part is filled with a
+ *     pattern, verified when the block is handed out again.
+ *
+ * How. The mode wraps the public entry points (their slow paths dispatch
+ * here: see upa_hard_dispatch) and runs the default allocator inside
+ * (tc->hard_inner set) for a request one byte larger: room for the
+ * canary. The default thread cache is off (its count is 0): its inline
+ * fast paths then always miss, so the default mode's fast paths carry no
+ * test of the mode at all. The mode has a cache of its own instead, per
+ * thread (struct hard_cache), whose pops verify the pattern.
+ *
+ * The state map: out of band (never in the block, where a write after
+ * free or an overflow could forge it), two bits per 16-byte granule of
+ * the address space: LIVE (a block handed out starts here) and FREED (a
+ * block that started here was freed and not handed out again). A free
+ * claims LIVE with one atomic and: only one of two racing frees wins, the
+ * other aborts. The map is a directory of 2^21 slots (one per 64 MiB of
+ * the 2^47-byte user address space), each slot's two bitmaps (1 MiB of
+ * address space, touched only where blocks are) mapped on first use.
+ *
+ * Which reuse paths verify the pattern, and why only these: the mode's
+ * own cache (the block was filled at free and only its first word, the
+ * list link, was the allocator's since: all but 8 bytes verified) and the
+ * arena's fast bins (fd and the cache key written since: all but the
+ * first 16 bytes and the last word). Chunks from the other bins or the
+ * top are not verified: coalescing writes headers and feet into the
+ * middle of the merged chunk and large bins keep skip links, which the
+ * allocator would have to restore on every merge and split; and the top
+ * mixes merged chunks with fresh pages (zero), whose fill would touch
+ * every page the heap ever reserves. With the default cache sizes, every
+ * block up to 1032 bytes that is freed while its thread's bin has room
+ * (32 per size) is verified.
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "tcache.h"
+#include "src.h"
+
+#define HARD_PATTERN		0xa5
+#define HARD_PATTERN_WORD	0xa5a5a5a5a5a5a5a5ULL
+
+/* The state map. */
+#define SHADOW_SLOT_SHIFT	26
+#define SHADOW_SLOTS		((size_t)1 << (UPA_HEAP_MAP_SPACE_BITS - \
+					       SHADOW_SLOT_SHIFT))
+#define SHADOW_GRANULES		((size_t)1 << (SHADOW_SLOT_SHIFT - 4))
+#define SHADOW_WORDS		(SHADOW_GRANULES / 64)
+#define SHADOW_SLOT_BYTES	(2 * SHADOW_WORDS * sizeof(uint64_t))
+
+static uint64_t **shadow_dir;
+static uintptr_t hard_secret;
+
+/* The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK. */
+struct hard_cache {
+	uintptr_t head[UPA_TCACHE_BINS];	/* mangled, like its links */
+	uint16_t count[UPA_TCACHE_BINS];
+};
+
+static uint64_t *shadow_slot(const void *p, bool create)
+{
+	uintptr_t a = (uintptr_t)p;
+	uint64_t **e, *s, *none = NULL;
+	void *m;
+
+	if (a >> UPA_HEAP_MAP_SPACE_BITS)
+		return NULL;
+	e = &shadow_dir[a >> SHADOW_SLOT_SHIFT];
+	s = __atomic_load_n(e, __ATOMIC_ACQUIRE);
+	if (s || !create)
+		return s;
+	if (upa_src_anon_meta_map(SHADOW_SLOT_BYTES, &m))
+		return NULL;
+	if (!__atomic_compare_exchange_n(e, &none, (uint64_t *)m, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		upa_src_anon.unmap(m, SHADOW_SLOT_BYTES);
+		return none;
+	}
+	return m;
+}
+
+static inline size_t granule(const void *p)
+{
+	return ((uintptr_t)p >> 4) & (SHADOW_GRANULES - 1);
+}
+
+static inline uint64_t granule_bit(const void *p)
+{
+	return (uint64_t)1 << (granule(p) & 63);
+}
+
+/* The LIVE and FREED words of p's granule; NULL: no slot (never live). */
+static inline uint64_t *live_word(uint64_t *s, const void *p)
+{
+	return &s[granule(p) >> 6];
+}
+
+static inline uint64_t *freed_word(uint64_t *s, const void *p)
+{
+	return &s[SHADOW_WORDS + (granule(p) >> 6)];
+}
+
+/* Clear FREED over [p, p + len): a new block covers those starts now. */
+static void shadow_clear_freed(char *p, size_t len)
+{
+	char *end = p + len;
+
+	while (p < end) {
+		uint64_t *s = shadow_slot(p, false);
+		size_t g = granule(p), n = (size_t)(end - p) >> 4;
+		uint64_t mask;
+
+		if (!n)
+			break;
+		if (n > 64 - (g & 63))
+			n = 64 - (g & 63);
+		mask = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
+		       << (g & 63);
+		if (s)
+			__atomic_fetch_and(freed_word(s, p), ~mask,
+					   __ATOMIC_RELAXED);
+		p += n << 4;
+	}
+}
+
+/* ---- the canary ---------------------------------------------------- */
+
+/*
+ * The bytes [n, usable) after a request of n: every one holds the byte k
+ * (the chunk's, from its address and a secret; bit 7 set, so never NUL,
+ * the usual off-by-one), except the last, k ^ pad (pad = usable - n),
+ * which tells where the request ended; a pad too long for that byte
+ * (>= PAD_LONG) ends in k ^ PAD_LONG with pad ^ secret stored in the 8
+ * bytes before it. An overflow from byte n on rewrites the k bytes first.
+ */
+#define PAD_LONG	0x7f
+
+static inline uint8_t canary_byte(const void *mem)
+{
+	uint64_t x = ((uintptr_t)mem ^ hard_secret) * 0x9e3779b97f4a7c15ULL;
+
+	return (uint8_t)(x >> 56) | 0x80;
+}
+
+static void canary_write(char *mem, size_t usable, size_t n)
+{
+	size_t pad = usable - n;
+	uint8_t k = canary_byte(mem);
+
+	if (pad < PAD_LONG) {
+		memset(mem + n, k, pad - 1);
+		mem[usable - 1] = (char)(k ^ pad);
+	} else {
+		uint64_t w = pad ^ hard_secret;
+
+		memset(mem + n, k, pad - 9);
+		memcpy(mem + usable - 9, &w, sizeof(w));
+		mem[usable - 1] = (char)(k ^ PAD_LONG);
+	}
+}
+
+/* The request size the canary encodes, or SIZE_MAX when it was damaged. */
+static size_t canary_read(const char *mem, size_t usable)
+{
+	uint8_t k = canary_byte(mem), t;
+	size_t pad, body, i;
+
+	t = (uint8_t)mem[usable - 1] ^ k;
+	if (t >= 1 && t < PAD_LONG) {
+		pad = t;
+		body = pad - 1;
+	} else if (t == PAD_LONG) {
+		uint64_t w;
+
+		memcpy(&w, mem + usable - 9, sizeof(w));
+		pad = (size_t)(w ^ hard_secret);
+		if (pad < PAD_LONG || pad > usable)
+			return SIZE_MAX;
+		body = pad - 9;
+	} else {
+		return SIZE_MAX;
+	}
+	if (pad > usable)
+		return SIZE_MAX;
+	for (i = 0; i < body; i++)
+		if ((uint8_t)mem[usable - pad + i] != k)
+			return SIZE_MAX;
+	return usable - pad;
+}
+
+/* ---- the pattern ---------------------------------------------------- */
+
+static void pattern_verify(const char *from, const char *end)
+{
+	const uint64_t *w = (const uint64_t *)from;
+
+	for (; (const char *)w < end; w++)
+		UPA_CHECK(*w == HARD_PATTERN_WORD,
+			  "malloc(): write after free detected");
+}
+
+/* An internal free (realloc's, memalign's): the chunk's user part. */
+void upa_hard_fill(struct upa_chunk *c)
+{
+	/* Only fast-bin sizes are verified (see the top of the file). */
+	if (chunk_size(c) <= upa_mp.max_fast)
+		memset(chunk_mem(c), HARD_PATTERN, chunk_size(c) - UPA_HEADER);
+}
+
+/* A fast-bin chunk taken by malloc: all but fd, the key and the foot. */
+void upa_hard_verify_fast(struct upa_chunk *c)
+{
+	pattern_verify((char *)chunk_mem(c) + 2 * UPA_WORD,
+		       (char *)c + chunk_size(c));
+}
+
+/* ---- blocks handed out and taken back ------------------------------ */
+
+/* A chunk from the allocator becomes a live block of n bytes. */
+static void *block_adopt(void *mem, size_t n)
+{
+	struct upa_chunk *c = mem_chunk(mem);
+	size_t usable = chunk_usable(c);
+	uint64_t *s = shadow_slot(mem, true);
+
+	if (!s) {
+		/* No memory for the map: give the chunk back, ENOMEM. */
+		upa_hard_fill(c);
+		upa_tc.hard_inner = 1;
+		upa_free_slow(mem);
+		upa_tc.hard_inner = 0;
+		errno = ENOMEM;
+		return NULL;
+	}
+	shadow_clear_freed(mem, usable);
+	UPA_CHECK(!(__atomic_fetch_or(live_word(s, mem), granule_bit(mem),
+				      __ATOMIC_ACQ_REL) & granule_bit(mem)),
+		  "malloc(): returned a block that is in use");
+	canary_write(mem, usable, n);
+	return mem;
+}
+
+/*
+ * Take block mem back from the program (free, or a realloc that may
+ * move it): it must be live; the caller owns it afterwards. is_free
+ * picks the caller's abort messages.
+ */
+static void block_claim(void *mem, bool is_free)
+{
+	uint64_t *s = shadow_slot(mem, false), bit = granule_bit(mem);
+
+	UPA_CHECK(chunk_aligned(mem), is_free ? "free(): invalid pointer" :
+						"realloc(): invalid pointer");
+	if (s && (__atomic_fetch_and(live_word(s, mem), ~bit,
+				     __ATOMIC_ACQ_REL) & bit))
+		return;
+	UPA_CHECK(!s || !(__atomic_load_n(freed_word(s, mem),
+					  __ATOMIC_RELAXED) & bit),
+		  is_free ? "free(): double free detected (hardened)" :
+			    "realloc(): block was freed (hardened)");
+	upa_fatal(is_free ? "free(): pointer is not the start of a block" :
+			    "realloc(): pointer is not the start of a block");
+}
+
+static void block_unclaim(void *mem)
+{
+	__atomic_fetch_or(live_word(shadow_slot(mem, false), mem),
+			  granule_bit(mem), __ATOMIC_RELEASE);
+}
+
+static void block_mark_freed(void *mem)
+{
+	__atomic_fetch_or(freed_word(shadow_slot(mem, false), mem),
+			  granule_bit(mem), __ATOMIC_RELAXED);
+}
+
+/* The header's size is sane and the canary intact; the request's size. */
+static size_t block_check(void *mem, bool is_free)
+{
+	struct upa_chunk *c = mem_chunk(mem);
+	size_t size = chunk_size(c), n;
+
+	UPA_CHECK(size >= UPA_MIN_CHUNK && (size % UPA_ALIGN) == 0 &&
+		  (uintptr_t)c <= -size,
+		  is_free ? "free(): invalid size" : "realloc(): invalid old size");
+	n = canary_read(mem, chunk_usable(c));
+	UPA_CHECK(n != SIZE_MAX,
+		  is_free ? "free(): canary after the requested size overwritten" :
+			    "realloc(): canary after the requested size overwritten");
+	return n;
+}
+
+/* ---- the mode's cache --------------------------------------------- */
+
+static struct hard_cache *hard_cache_of(struct upa_tcache *tc, bool create)
+{
+	void *m;
+
+	if (tc->hard || !create || tc->state != UPA_THREAD_LIVE)
+		return tc->hard;
+	if (upa_src_anon_meta_map(sizeof(struct hard_cache), &m))
+		return NULL;
+	tc->hard = m;
+	return m;
+}
+
+static inline uintptr_t link_protect(const void *pos, uintptr_t v)
+{
+	return ((uintptr_t)pos >> 12) ^ v;
+}
+
+/*
+ * A pop: the link is the block's first word, which a write after free
+ * may have changed: the next entry must be a granule the map says was
+ * freed, else the link was overwritten.
+ */
+static void *hard_cache_pop(struct hard_cache *hc, size_t idx)
+{
+	char *mem = (char *)(hc->head[idx]);
+	uintptr_t next = link_protect(mem, *(uintptr_t *)mem);
+
+	if (next) {
+		uint64_t *s = shadow_slot((void *)next, false);
+
+		UPA_CHECK(chunk_aligned((void *)next) && s &&
+			  (*freed_word(s, (void *)next) &
+			   granule_bit((void *)next)),
+			  "malloc(): write after free detected");
+	}
+	hc->head[idx] = next;
+	hc->count[idx]--;
+	pattern_verify(mem + UPA_WORD, mem + chunk_usable(mem_chunk(mem)));
+	return mem;
+}
+
+static void hard_cache_push(struct hard_cache *hc, size_t idx, char *mem)
+{
+	*(uintptr_t *)mem = link_protect(mem, hc->head[idx]);
+	hc->head[idx] = (uintptr_t)mem;
+	hc->count[idx]++;
+}
+
+void upa_hard_thread_exit(struct upa_tcache *tc)
+{
+	struct hard_cache *hc = tc->hard;
+	unsigned int i;
+
+	if (!hc)
+		return;
+	tc->hard = NULL;
+	for (i = 0; i < UPA_TCACHE_BINS; i++)
+		while (hc->head[i]) {
+			char *mem = (char *)hc->head[i];
+
+			hc->head[i] = link_protect(mem, *(uintptr_t *)mem);
+			upa_free_chunk_any(mem_chunk(mem));
+		}
+	upa_src_anon.unmap(hc, sizeof(*hc));
+}
+
+/* ---- the entry points ------------------------------------------------ */
+
+void *upa_hard_malloc(size_t n)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct hard_cache *hc = tc->hard;
+	void *mem;
+
+	if (unlikely(n >= UPA_MAX_REQUEST)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (hc) {
+		size_t idx = tcache_index(upa_request_size(n + 1));
+
+		if (idx < UPA_TCACHE_BINS && hc->head[idx])
+			return block_adopt(hard_cache_pop(hc, idx), n);
+	}
+	tc->hard_inner = 1;
+	mem = upa_malloc_slow(n + 1);
+	tc->hard_inner = 0;
+	return mem ? block_adopt(mem, n) : NULL;
+}
+
+void upa_hard_free(void *mem)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct upa_chunk *c = mem_chunk(mem);
+	struct hard_cache *hc;
+	int saved_errno = errno;
+	size_t size, idx;
+
+	block_claim(mem, true);
+	block_check(mem, true);
+	block_mark_freed(mem);
+	size = chunk_size(c);
+	/*
+	 * Only sizes the mode's cache or a fast bin takes are verified:
+	 * larger ones are not filled (an mmapped block's pages would all be
+	 * touched just before they are unmapped).
+	 */
+	if (size <= UPA_TCACHE_MAX_CHUNK && !chunk_is_mmapped(c))
+		memset(mem, HARD_PATTERN, chunk_usable(c));
+	if (unlikely(tc->state == UPA_THREAD_NEW))
+		upa_thread_setup(tc);
+	idx = tcache_index(size);
+	hc = hard_cache_of(tc, true);
+	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_BINS && hc &&
+	    hc->count[idx] < upa_mp.hard_cache_count) {
+		/* What the default fast path checks before it caches. */
+		upa_arena_of_checked(c, "free(): invalid pointer");
+		UPA_CHECK(chunk_prev_inuse(chunk_at(c, size)),
+			  "double free or corruption (!prev)");
+		hard_cache_push(hc, idx, mem);
+	} else {
+		tc->hard_inner = 1;
+		upa_free_slow(mem);
+		tc->hard_inner = 0;
+	}
+	errno = saved_errno;
+}
+
+void *upa_hard_calloc(size_t n)
+{
+	void *mem = upa_hard_malloc(n);
+
+	return mem ? memset(mem, 0, n) : NULL;
+}
+
+void *upa_hard_realloc(void *mem, size_t n)
+{
+	struct upa_tcache *tc = &upa_tc;
+	void *nmem;
+
+	block_claim(mem, false);
+	block_check(mem, false);
+	if (unlikely(n >= UPA_MAX_REQUEST)) {
+		block_unclaim(mem);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* The old canary is user data to the default realloc: it copies it. */
+	tc->hard_inner = 1;
+	nmem = upa_realloc(mem, n + 1);
+	tc->hard_inner = 0;
+	if (!nmem) {
+		block_unclaim(mem);
+		return NULL;
+	}
+	if (nmem != mem)
+		block_mark_freed(mem);
+	return block_adopt(nmem, n);
+}
+
+void *upa_hard_memalign(size_t align, size_t n)
+{
+	struct upa_tcache *tc = &upa_tc;
+	void *mem;
+
+	if (unlikely(n >= UPA_MAX_REQUEST)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	tc->hard_inner = 1;
+	mem = upa_int_memalign(align, n + 1);
+	tc->hard_inner = 0;
+	return mem ? block_adopt(mem, n) : NULL;
+}
+
+/* The bytes before the canary: what the program may use. */
+size_t upa_hard_usable_size(void *mem)
+{
+	uint64_t *s;
+	size_t n;
+
+	if (!mem || !chunk_aligned(mem))
+		return 0;
+	s = shadow_slot(mem, false);
+	if (!s || !(__atomic_load_n(live_word(s, mem), __ATOMIC_RELAXED) &
+		    granule_bit(mem)))
+		return 0;
+	n = canary_read(mem, chunk_usable(mem_chunk(mem)));
+	UPA_CHECK(n != SIZE_MAX,
+		  "malloc_usable_size(): canary after the requested size overwritten");
+	return n;
+}
+
+/*
+ * Turn the mode on (before the first heap: blocks handed out before would
+ * have no state). The default thread cache is off while it is on; its
+ * count is the mode's cache's. M_PERTURB is ignored (the pattern is
+ * the mode's own).
+ */
+int upa_hard_enable(bool on)
+{
+	void *m;
+
+	if (on == upa_mp.hardened)
+		return 0;
+	if (!on) {
+		upa_mp.hardened = false;
+		upa_mp.tcache_count = upa_mp.hard_cache_count;
+		return 0;
+	}
+	if (!shadow_dir) {
+		if (upa_src_anon_meta_map(SHADOW_SLOTS * sizeof(uint64_t *), &m))
+			return -ENOMEM;
+		shadow_dir = m;
+	}
+	hard_secret = upa_tcache_key * 0xbf58476d1ce4e5b9ULL + 1;
+	upa_mp.hard_cache_count = upa_mp.tcache_count;
+	upa_mp.tcache_count = 0;
+	upa_mp.perturb = 0;
+	upa_mp.hardened = true;
+	return 0;
+}
