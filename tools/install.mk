@@ -2,7 +2,8 @@
 #
 # install, uninstall, dkms-install, dkms-uninstall for upalloc.
 # Included by the top-level Makefile; also usable alone:
-#   make -f tools/install.mk install DESTDIR=/tmp/root PREFIX=/usr KVER=6.1.0-56-amd64
+#   make -f tools/install.mk install DESTDIR=/tmp/root PREFIX=/usr \
+#       KVER=$(tools/upalloc-vm --resolve --kernel 6.1)
 #
 # PREFIX (default /usr/local) places the libraries, headers, pkg-config
 # file, tools and man pages; DESTDIR is prepended to every path (staging,
@@ -115,7 +116,7 @@ build-module-for-install:
 	@for k in $(upalloc_kvers); do \
 		if [ ! -d /lib/modules/$$k/build ] && [ ! -d /usr/src/linux-headers-$$k ]; then \
 			echo "install-module: no kernel headers for $$k (apt-get install linux-headers-$$k)," \
-			     "or set KVER=<release> (e.g. KVER=6.1.0-56-amd64)" >&2; \
+			     "or set KVER=<release> (e.g. KVER=\$$(tools/upalloc-vm --resolve --kernel 6.1))" >&2; \
 			exit 1; \
 		fi; \
 		$(MAKE) -C $(UPALLOC_TOP)/kmod KVER=$$k || exit 1; \
