@@ -51,7 +51,9 @@ upalloc_header_kvers = $(sort $(patsubst /lib/modules/%/build/Makefile,%,\
 upalloc_build := $(UPALLOC_TOP)/build
 upalloc_libfile := libupalloc.so.$(UPALLOC_VERSION)
 upalloc_tools := upastat upalloc-run heapviz
-upalloc_man1 := upastat.1 upalloc-run.1
+# Every tool in upalloc_tools has its page here (tools/tests/run-host
+# checks the installed tree).
+upalloc_man1 := $(addsuffix .1,$(upalloc_tools))
 upalloc_man3 := upalloc.3
 upalloc_man4 := upalloc.4
 
