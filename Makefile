@@ -92,7 +92,8 @@ check-guest:
 	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap)
 
 demo:
-	@mode=$$($(TOP)/tools/native detect); native=$$?; \
+	@mode=$$(UPALLOC_WANT_KERNEL=$(if $(filter command line environment,$(origin KERNEL)),$(KERNEL)) \
+		$(TOP)/tools/native detect); native=$$?; \
 	[ $$native -le 1 ] || exit 2; \
 	echo "demo: $$mode"; \
 	if [ $$native = 0 ]; then \
