@@ -15,8 +15,10 @@
 #   make fuzz-long FUZZ_SECONDS=3600       the library fuzzer for hours
 #   make clean      remove build/
 #
-# The host of this project cannot load modules; kernel code runs in
-# tools/upalloc-vm (qemu TCG).  Results of make check: build/results/.
+# Where kernel code runs: natively when this machine runs Debian's 6.1 or
+# 6.12 and can load modules (root, headers for uname -r), else in
+# tools/upalloc-vm (qemu TCG); tools/native decides, and demo and check say
+# which mode and why.  Results of make check: build/results/.
 
 TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BUILD := $(TOP)/build
@@ -62,16 +64,22 @@ checkpatch:
 	$(call need,kmod/Makefile)
 	$(MAKE) -C $(TOP)/kmod checkpatch
 
-# Build once on the host, run the host suites, then one guest per kernel;
+# Build once on the host, run the host suites, then one guest per kernel
+# (or, in native mode, the guest suites here with the module inserted);
 # a failing suite must not stop the others, so only the final count decides.
 check: all
 	@rm -rf $(RESULTS)
 	@mkdir -p $(RESULTS)/host
 	@start=$$(date +%s); \
+	mode=$$($(TOP)/tools/native detect); native=$$?; \
+	[ $$native -le 1 ] || exit 2; \
+	echo "make check: $$mode"; \
 	$(TOP)/tools/guest/run-suites host $(RESULTS)/host; \
-	for k in $(KERNELS); do \
+	if [ $$native = 0 ]; then \
+		$(TOP)/tools/native check $(RESULTS)/$$(uname -r); \
+	else for k in $(KERNELS); do \
 		$(TOP)/tools/guest/check-kernel $$k $(RESULTS); \
-	done; \
+	done; fi; \
 	echo "make check: results in $(RESULTS) ($$(( $$(date +%s) - start ))s)"; \
 	$(TOP)/tools/ktap-count $(RESULTS)/*/*.tap
 
@@ -102,7 +110,15 @@ fuzz-long:
 		FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS)
 
 demo:
-	@rel=$$($(VM) --resolve --kernel $(KERNEL)) || exit 2; \
+	@mode=$$(UPALLOC_WANT_KERNEL=$(if $(filter command line environment,$(origin KERNEL)),$(KERNEL)) \
+		$(TOP)/tools/native detect); native=$$?; \
+	[ $$native -le 1 ] || exit 2; \
+	echo "demo: $$mode"; \
+	if [ $$native = 0 ]; then \
+		$(MAKE) --no-print-directory userlib || exit 1; \
+		exec $(TOP)/tools/native run tools/guest/demo; \
+	fi; \
+	rel=$$($(VM) --resolve --kernel $(KERNEL)) || exit 2; \
 	$(MAKE) --no-print-directory KERNELS=$(KERNEL) module userlib || exit 1; \
 	mod=$(BUILD)/kmod/$$rel/upalloc.ko; \
 	if [ -f $$mod ]; then modarg="--module $$mod"; else \

@@ -40,6 +40,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uidgid.h>
+#include <generated/utsrelease.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
@@ -411,6 +412,16 @@ static int upalloc_processes_show(struct seq_file *m, void *v)
 	return 0;
 }
 
+/*
+ * The kernel release this module was compiled against (its vermagic's
+ * first word), so that tools can tell which build of upalloc.ko is loaded.
+ */
+static int upalloc_build_show(struct seq_file *m, void *v)
+{
+	seq_puts(m, "kernel_release " UTS_RELEASE "\n");
+	return 0;
+}
+
 int upalloc_stats_init(void)
 {
 	struct proc_dir_entry *dir;
@@ -420,7 +431,8 @@ int upalloc_stats_init(void)
 		return -ENOMEM;
 	if (!proc_create_single("stats", 0444, dir, upalloc_stats_show) ||
 	    !proc_create_single("processes", 0444, dir,
-				upalloc_processes_show)) {
+				upalloc_processes_show) ||
+	    !proc_create_single("build", 0444, dir, upalloc_build_show)) {
 		remove_proc_subtree("upalloc", NULL);
 		return -ENOMEM;
 	}

@@ -2,14 +2,21 @@
 #
 # install, uninstall, dkms-install, dkms-uninstall for upalloc.
 # Included by the top-level Makefile; also usable alone:
-#   make -f tools/install.mk install DESTDIR=/tmp/root PREFIX=/usr KVER=6.1.0-56-amd64
+#   make -f tools/install.mk install DESTDIR=/tmp/root PREFIX=/usr \
+#       KVER=$(tools/upalloc-vm --resolve --kernel 6.1)
 #
 # PREFIX (default /usr/local) places the libraries, headers, pkg-config
 # file, tools and man pages; DESTDIR is prepended to every path (staging,
 # packaging) and then depmod, ldconfig, udev reload and dkms are not run,
 # because they would act on this machine rather than on DESTDIR.
 # KVER is the kernel release (or a list of them) the module is built and
-# installed for; default: the running kernel.
+# installed for; default: the running kernel (RUNNING_KVER, 'uname -r').
+#
+# Without KVER, on a machine with no headers for the running kernel (a
+# container, a host running a non-Debian kernel), 'make install' installs
+# everything but the module and then says so, with the command that
+# installs it.  'make install-user' installs everything but the module
+# anywhere.  With KVER given, missing headers are an error.
 
 # Keep the including Makefile's default goal: nothing here is a default.
 upalloc_saved_default_goal := $(.DEFAULT_GOAL)
@@ -34,20 +41,47 @@ DEPMOD ?= depmod
 LDCONFIG ?= ldconfig
 DKMS ?= dkms
 
-upalloc_kvers = $(or $(KVER),$(shell uname -r))
+RUNNING_KVER ?= $(shell uname -r)
+upalloc_kvers = $(or $(KVER),$(RUNNING_KVER))
+upalloc_headers = $(wildcard /lib/modules/$(1)/build/Makefile \
+	/usr/src/linux-headers-$(1)/Makefile)
+# Releases that have headers here: what the message below can offer.
+upalloc_header_kvers = $(sort $(patsubst /lib/modules/%/build/Makefile,%,\
+	$(wildcard /lib/modules/*/build/Makefile)))
 upalloc_build := $(UPALLOC_TOP)/build
 upalloc_libfile := libupalloc.so.$(UPALLOC_VERSION)
 upalloc_tools := upastat upalloc-run heapviz
-upalloc_man1 := upastat.1 upalloc-run.1
+# Every tool in upalloc_tools has its page here (tools/tests/run-host
+# checks the installed tree).
+upalloc_man1 := $(addsuffix .1,$(upalloc_tools))
 upalloc_man3 := upalloc.3
 upalloc_man4 := upalloc.4
 
-.PHONY: install uninstall install-lib install-headers install-pkgconfig \
-	install-tools install-man install-udev install-module \
-	build-module-for-install uninstall-module dkms-install dkms-uninstall install-dkms-source
+.PHONY: install install-user uninstall install-lib install-headers \
+	install-pkgconfig install-tools install-man install-udev install-module \
+	install-module-unavailable build-module-for-install uninstall-module \
+	dkms-install dkms-uninstall install-dkms-source
 
-install: install-lib install-headers install-pkgconfig install-tools \
-	install-man install-udev install-module
+# Decided when the makefile is read, so that 'make -n install' shows it.
+ifneq ($(KVER),)
+upalloc_module_goal := install-module
+else ifneq ($(call upalloc_headers,$(RUNNING_KVER)),)
+upalloc_module_goal := install-module
+else
+upalloc_module_goal := install-module-unavailable
+endif
+
+install: install-user $(upalloc_module_goal)
+
+install-user: install-lib install-headers install-pkgconfig install-tools \
+	install-man install-udev
+
+install-module-unavailable: install-user
+	@echo "install: upalloc.ko was NOT installed: no kernel headers for the running kernel $(RUNNING_KVER)" >&2
+	@echo "install: the library, headers, pkg-config file, tools and man pages are installed" >&2
+	@echo "install: to install the module, for a kernel whose headers are installed:" >&2
+	@echo "    make install-module KVER=<release>   (or 'make dkms-install KVER=<release>' to rebuild it on kernel upgrades)" >&2
+	@echo "install: kernels with headers here: $(or $(upalloc_header_kvers),none (apt-get install linux-headers-amd64))" >&2
 
 install-lib:
 	$(MAKE) -C $(UPALLOC_TOP)/userlib
@@ -115,7 +149,7 @@ build-module-for-install:
 	@for k in $(upalloc_kvers); do \
 		if [ ! -d /lib/modules/$$k/build ] && [ ! -d /usr/src/linux-headers-$$k ]; then \
 			echo "install-module: no kernel headers for $$k (apt-get install linux-headers-$$k)," \
-			     "or set KVER=<release> (e.g. KVER=6.1.0-56-amd64)" >&2; \
+			     "or set KVER=<release>; kernels with headers here: $(or $(upalloc_header_kvers),none)" >&2; \
 			exit 1; \
 		fi; \
 		$(MAKE) -C $(UPALLOC_TOP)/kmod KVER=$$k || exit 1; \
