@@ -11,6 +11,12 @@
 #                   "N passed, N failed, N skipped" last, fails if any failed
 #   make deps       install the Debian packages needed (tools/install-deps)
 #   make checkpatch checkpatch.pl --strict on the module sources
+#   make check-debug  the module under a debug 6.12 kernel (KASAN, kmemleak,
+#                   lockdep, fault injection...), built once and cached in
+#                   /var/cache/upalloc/debug-kernel (tools/debug-kernel/)
+#   make check-race the race suites in a guest with a host thread per CPU
+#   make fuzz-long  the device fuzzer for FUZZ_SECONDS (3600) on KERNEL;
+#                   DEBUG=1: on the debug kernel with fault injection
 #   make clean      remove build/
 #
 # The host of this project cannot load modules; kernel code runs in
@@ -29,7 +35,7 @@ need = @test -f $(TOP)/$(1) || { echo "error: $(1) is missing from this tree" >&
 TOOL_MAKEFILES := $(wildcard $(TOP)/tools/Makefile $(TOP)/tools/*/Makefile)
 
 .PHONY: all module userlib selftests tools checkpatch check check-host \
-	check-guest demo deps clean
+	check-guest check-debug check-race fuzz-long demo deps clean
 
 all: module userlib selftests tools
 
@@ -69,6 +75,7 @@ check: all
 	$(TOP)/tools/guest/run-suites host $(RESULTS)/host; \
 	for k in $(KERNELS); do \
 		$(TOP)/tools/guest/check-kernel $$k $(RESULTS); \
+		$(TOP)/tools/guest/check-race $$k $(RESULTS); \
 	done; \
 	echo "make check: results in $(RESULTS) ($$(( $$(date +%s) - start ))s)"; \
 	$(TOP)/tools/ktap-count $(RESULTS)/*/*.tap
@@ -80,8 +87,31 @@ check-host:
 	$(TOP)/tools/ktap-count $(RESULTS)/host/*.tap
 
 check-guest:
-	@for k in $(KERNELS); do $(TOP)/tools/guest/check-kernel $$k $(RESULTS); done; \
-	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap)
+	@for k in $(KERNELS); do $(TOP)/tools/guest/check-kernel $$k $(RESULTS); \
+		$(TOP)/tools/guest/check-race $$k $(RESULTS); done; \
+	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap $(RESULTS)/$(r)-race/*.tap)
+
+# The race suites alone (a guest per kernel, one host thread per guest CPU).
+check-race: module selftests userlib
+	@$(MAKE) -s -C $(TOP)/userlib/tests all
+	@for k in $(KERNELS); do $(TOP)/tools/guest/check-race $$k $(RESULTS); done; \
+	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)-race/*.tap)
+
+# The module under the debug kernel: selftests, the library's stress tests,
+# the fuzzer (plain and with fault injection), kmemleak; then the harness
+# test that it fails on a planted use-after-free and a planted leak.
+check-debug: selftests userlib tools
+	@$(MAKE) -s -C $(TOP)/userlib/tests all
+	@start=$$(date +%s); \
+	$(TOP)/tools/debug-kernel/check-debug $(RESULTS)/debug; \
+	$(TOP)/tools/debug-kernel/plant-test >$(RESULTS)/debug/plant-test.tap; \
+	cat $(RESULTS)/debug/plant-test.tap | grep -E '^(not )?ok'; \
+	echo "make check-debug: $$(( $$(date +%s) - start ))s"; \
+	$(TOP)/tools/ktap-count $(RESULTS)/debug/*.tap
+
+fuzz-long: tools
+	$(TOP)/tools/devfuzz/long-run --kernel $(KERNEL) $(if $(DEBUG),--debug) \
+		$(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
 
 demo:
 	@rel=$$($(VM) --resolve --kernel $(KERNEL)) || exit 2; \

@@ -461,7 +461,7 @@ static void check_page(struct actor *a, struct region *r, size_t p,
 	uint64_t found = 0;
 	int sig;
 
-	if (r->dead || !(r->prot & PROT_READ) || p * ps >= r->brk)
+	if (r->dead || !(r->prot & (PROT_READ | PROT_WRITE)) || p * ps >= r->brk)
 		return;
 	sig = guarded_read(r->addr + p * ps, &found);
 	if (sig && clone_lost(a, r, sig))
@@ -926,7 +926,7 @@ static void op_mprotect(struct actor *a)
 			     prot, strerror(errno));
 		return;
 	}
-	r->prot = prot == PROT_WRITE ? PROT_READ | PROT_WRITE : prot;
+	r->prot = prot;	/* PROT_WRITE alone reads too on x86 */
 }
 
 static const struct {
@@ -1053,7 +1053,7 @@ static void op_write(struct actor *a)
 	size_t n, i, p;
 	int sig;
 
-	if (!r || !r->brk || r->prot != (PROT_READ | PROT_WRITE))
+	if (!r || !r->brk || !(r->prot & PROT_WRITE))
 		return;
 	n = 1 + below(a, 4);
 	for (i = 0; i < n; i++) {
@@ -1100,7 +1100,7 @@ static void op_probe_brk(struct actor *a)
 	size_t p;
 	int sig;
 
-	if (!r || r->brk >= r->len || !(r->prot & PROT_READ))
+	if (!r || r->brk >= r->len || !(r->prot & (PROT_READ | PROT_WRITE)))
 		return;
 	p = r->brk / ps + below(a, (r->len - r->brk) / ps);
 	sig = guarded_read(r->addr + p * ps, &found);
