@@ -26,7 +26,7 @@
 
 #include "upalloc_test.h"
 
-#define NPAGES	64
+#define NPAGES	256
 
 struct race {
 	char *p;
