@@ -518,7 +518,9 @@ static void check_info(struct actor *a, struct region *r)
 	if (fd < 0 || r->dead)
 		return;
 	if (ioctl(fd, UPALLOC_IOC_REGION_INFO, &ri)) {
-		if (!(opt_fault && errno == ENOMEM))
+		if (opt_fault && r->inherited)
+			clone_lost(a, r, SIGBUS);
+		else if (!(opt_fault && errno == ENOMEM))
 			fail(a, INV_STATS, "REGION_INFO of region %p: %s",
 			     r->addr, strerror(errno));
 		return;
@@ -1470,8 +1472,10 @@ static void child_reset(struct actor *a, bool threads_alive)
 	nchildren = 0;
 	memset(inv_count, 0, sizeof(inv_count));
 	inv_failed = 0;
-	if (threads_alive)
-		stats_exact = false;	/* their regions came along, unmodelled */
+	/* threads' regions came along, unmodelled; under fault injection
+	 * the module may have failed to clone any region */
+	if (threads_alive || opt_fault)
+		stats_exact = false;
 #ifdef DEVFUZZ_URING
 	if (a->have_ring) {
 		/* the parent's ring: not ours to use */
