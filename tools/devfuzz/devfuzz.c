@@ -538,6 +538,35 @@ static void check_info(struct actor *a, struct region *r)
 		     r->brk, r->heap);
 }
 
+/* Our line of /proc/upalloc/processes agrees with the model too. */
+static void proc_line_check(struct actor *a, int live, uint64_t committed,
+			    const struct upalloc_proc_stats *st)
+{
+	FILE *f = fopen(UPALLOC_PROC_DIR "/processes", "r");
+	long regions = -1, plive, peak, comm_pages;
+	char line[256], comm[64];
+	int pid;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%d %63s %ld %ld %ld %ld", &pid, comm, &regions,
+			   &plive, &peak, &comm_pages) == 6 && pid == getpid())
+			break;
+		else
+			regions = -1;
+	fclose(f);
+	if (!live && regions == -1)
+		return;		/* no region, no line */
+	if (regions != live || (uint64_t)comm_pages != committed ||
+	    (uint64_t)plive != st->pages_live)
+		fail(a, INV_GLOBAL, "%s/processes line of pid %d: regions %ld "
+		     "pages_live %ld pages_committed %ld; model: %d regions, %"
+		     PRIu64 " committed, PROC_STATS pages_live %llu",
+		     UPALLOC_PROC_DIR, getpid(), regions, plive, comm_pages, live,
+		     committed, (unsigned long long)st->pages_live);
+}
+
 static void check_proc_stats(struct actor *a)
 {
 	struct upalloc_proc_stats st;
@@ -557,6 +586,7 @@ static void check_proc_stats(struct actor *a)
 		committed += a->reg[i].brk / ps;
 		live++;
 	}
+	proc_line_check(a, live, committed, &st);
 	if (st.regions_live != (uint64_t)live ||
 	    st.pages_committed != committed ||
 	    st.pages_live > st.pages_peak)
