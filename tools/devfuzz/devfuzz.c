@@ -31,7 +31,10 @@
  * (the interleaving of processes and threads is up to the scheduler).
  *
  *   devfuzz [--seed S] [--seconds N] [--rounds N] [--ops N] [--exclusive]
- *           [--fault-injection] [--verbose]
+ *           [--fault-injection] [--verbose] [--self-test]
+ *
+ * --self-test makes the model forget one page write in ten: the run must
+ * then fail contents_match_model (tools/devfuzz/run-guest checks that).
  *
  * Exit status: 0 when every invariant held, 1 otherwise, 4 (KSFT_SKIP)
  * when the device is absent.
@@ -158,6 +161,8 @@ static unsigned long opt_ops = 400;
 static bool opt_exclusive;
 static bool opt_fault;
 static bool opt_verbose;
+/* --self-test: forget one write in ten, which the checks must catch */
+static bool opt_self_test;
 
 static size_t ps;
 static uint64_t max_region_bytes;
@@ -1102,6 +1107,8 @@ static void op_write(struct actor *a)
 			     "region %p raised signal %d", p, r->addr, sig);
 			return;
 		}
+		if (opt_self_test && chance(a, 10))
+			continue;
 		r->tag[p] = tag;
 		r->maybe_zero[p] = 0;
 	}
@@ -1854,6 +1861,8 @@ int main(int argc, char **argv)
 			opt_exclusive = true;
 		} else if (!strcmp(argv[i], "--fault-injection")) {
 			opt_fault = true;
+		} else if (!strcmp(argv[i], "--self-test")) {
+			opt_self_test = true;
 		} else if (!strcmp(argv[i], "--verbose")) {
 			opt_verbose = true;
 		} else if (!strcmp(argv[i], "--exec-child")) {
