@@ -1713,8 +1713,8 @@ static void run_ops(struct actor *a, unsigned long n, bool may_fork)
 			op_thread(a);
 		else if (w < 990 && is_child)
 			return;		/* exit early, holding everything */
-		else if (w < 1000)
-			reap(a, false);
+		else if (w < 1000 && a->is_main)
+			reap(a, false);	/* children[] is the main thread's */
 	}
 }
 
