@@ -13,6 +13,12 @@
 #   make checkpatch checkpatch.pl --strict on the module sources
 #   make stress-long STRESS_SECONDS=3600   the library stress test for hours
 #   make fuzz-long FUZZ_SECONDS=3600       the library fuzzer for hours
+#   make check-debug  the module under a debug 6.12 kernel (KASAN, kmemleak,
+#                   lockdep, fault injection...), built once and cached in
+#                   /var/cache/upalloc/debug-kernel (tools/debug-kernel/)
+#   make check-race the race suites in a guest with a host thread per CPU
+#   make devfuzz-long  the device fuzzer for FUZZ_SECONDS (3600) on KERNEL;
+#                   DEBUG=1: on the debug kernel with fault injection
 #   make clean      remove build/
 #
 # Where kernel code runs: natively when this machine runs Debian's 6.1 or
@@ -33,7 +39,8 @@ need = @test -f $(TOP)/$(1) || { echo "error: $(1) is missing from this tree" >&
 TOOL_MAKEFILES := $(wildcard $(TOP)/tools/Makefile $(TOP)/tools/*/Makefile)
 
 .PHONY: all module userlib selftests tools checkpatch check check-host \
-	check-guest demo deps clean stress-long fuzz-long
+	check-guest check-debug check-race demo deps clean stress-long fuzz-long \
+	devfuzz-long
 
 all: module userlib selftests tools
 
@@ -79,6 +86,7 @@ check: all
 		$(TOP)/tools/native check $(RESULTS)/$$(uname -r); \
 	else for k in $(KERNELS); do \
 		$(TOP)/tools/guest/check-kernel $$k $(RESULTS); \
+		$(TOP)/tools/guest/check-race $$k $(RESULTS); \
 	done; fi; \
 	echo "make check: results in $(RESULTS) ($$(( $$(date +%s) - start ))s)"; \
 	$(TOP)/tools/ktap-count $(RESULTS)/*/*.tap
@@ -90,8 +98,31 @@ check-host:
 	$(TOP)/tools/ktap-count $(RESULTS)/host/*.tap
 
 check-guest:
-	@for k in $(KERNELS); do $(TOP)/tools/guest/check-kernel $$k $(RESULTS); done; \
-	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap)
+	@for k in $(KERNELS); do $(TOP)/tools/guest/check-kernel $$k $(RESULTS); \
+		$(TOP)/tools/guest/check-race $$k $(RESULTS); done; \
+	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)/*.tap $(RESULTS)/$(r)-race/*.tap)
+
+# The race suites alone (a guest per kernel, one host thread per guest CPU).
+check-race: module selftests userlib
+	@$(MAKE) -s -C $(TOP)/userlib/tests all
+	@for k in $(KERNELS); do $(TOP)/tools/guest/check-race $$k $(RESULTS); done; \
+	$(TOP)/tools/ktap-count $(foreach r,$(kernel_releases),$(RESULTS)/$(r)-race/*.tap)
+
+# The module under the debug kernel: selftests, the library's stress tests,
+# the fuzzer (plain and with fault injection), kmemleak; then the harness
+# test that it fails on a planted use-after-free and a planted leak.
+check-debug: selftests userlib tools
+	@$(MAKE) -s -C $(TOP)/userlib/tests all
+	@start=$$(date +%s); \
+	$(TOP)/tools/debug-kernel/check-debug $(RESULTS)/debug; \
+	$(TOP)/tools/debug-kernel/plant-test >$(RESULTS)/debug/plant-test.tap; \
+	cat $(RESULTS)/debug/plant-test.tap | grep -E '^(not )?ok'; \
+	echo "make check-debug: $$(( $$(date +%s) - start ))s"; \
+	$(TOP)/tools/ktap-count $(RESULTS)/debug/*.tap
+
+devfuzz-long: tools
+	$(TOP)/tools/devfuzz/long-run --kernel $(KERNEL) $(if $(DEBUG),--debug) \
+		$(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
 
 # The randomized stress test of the library for as long as asked, on the
 # host (mmap backend): make stress-long STRESS_SECONDS=3600 [STRESS_THREADS=8]

@@ -197,4 +197,13 @@ int upalloc_cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
 struct io_uring_cmd;
 int upalloc_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags);
 
+/* upalloc_plant.c: planted defects, only in check-debug's harness test */
+#if defined(UPALLOC_PLANT_UAF) || defined(UPALLOC_PLANT_LEAK)
+void upalloc_plant(void);
+#else
+static inline void upalloc_plant(void)
+{
+}
+#endif
+
 #endif /* _UPALLOC_H */

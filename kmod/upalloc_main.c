@@ -88,6 +88,7 @@ static int __init upalloc_init(void)
 	if (err)
 		goto out_remove_proc;
 	pr_info("ready: /dev/upalloc, max_pages %lu\n", upalloc_max_pages);
+	upalloc_plant();
 	return 0;
 
 out_remove_proc:
