@@ -164,23 +164,32 @@ static void shadow_clear_freed(char *p, size_t len)
  */
 static bool shadow_adopt(char *mem, size_t from, size_t len)
 {
-	uint64_t *s = shadow_slot(mem, true), *w, old, nw, live;
+	uint64_t *s = shadow_slot(mem, true), *w, old, nw, live, fmask;
 	unsigned int sh = state_shift(mem);
+	size_t n = 32 - sh / 2;
 
 	if (!s)
 		return false;
 	w = state_word(s, mem);
 	live = ST_LIVE << sh;
+	if (from < UPA_ALIGN) {
+		/* The block's granules in this word: in the same CAS. */
+		if (n > (len + 15) >> 4)
+			n = (len + 15) >> 4;
+		fmask = ((n == 32 ? ~0ULL : ((1ULL << (2 * n)) - 1)) << sh) &
+			ST_FREED_ALL;
+		from = n << 4;
+	} else {
+		fmask = ST_FREED << sh;
+	}
 	old = __atomic_load_n(w, __ATOMIC_RELAXED);
 	do {
 		UPA_CHECK(!(old & live),
 			  "malloc(): returned a block that is in use");
-		nw = (old & ~(ST_FREED << sh)) | live;
+		nw = (old & ~fmask) | live;
 	} while (!__atomic_compare_exchange_n(w, &old, nw, true,
 					      __ATOMIC_ACQ_REL,
 					      __ATOMIC_RELAXED));
-	if (from < UPA_ALIGN)
-		from = UPA_ALIGN;
 	if (len > from)
 		shadow_clear_freed(mem + from, len - from);
 	return true;
