@@ -43,8 +43,11 @@
  * allocator would have to restore on every merge and split; and the top
  * mixes merged chunks with fresh pages (zero), whose fill would touch
  * every page the heap ever reserves. With the default cache sizes, every
- * block up to 1032 bytes that is freed while its thread's bin has room
- * (32 per size) is verified.
+ * block of up to 1031 bytes (1032 less the canary's byte) that is freed
+ * while its thread's bin has room (32 per size) is verified, and those up
+ * to 119 bytes (M_MXFAST 128, less the canary) on the arena's side (a
+ * full bin, the cache off, another thread's block through its arena's
+ * remote list, which the owner drains into the fast bins).
  */
 #include <string.h>
 
@@ -73,7 +76,7 @@ static uintptr_t hard_secret;
 
 /* The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK. */
 struct hard_cache {
-	uintptr_t head[UPA_TCACHE_BINS];	/* mangled, like its links */
+	uintptr_t head[UPA_TCACHE_BINS];	/* newest (links: mangled) */
 	uint16_t count[UPA_TCACHE_BINS];
 };
 
@@ -280,8 +283,9 @@ static void canary_write(char *mem, size_t usable, size_t n)
 	uint8_t k = canary_byte(mem);
 
 	if (pad < PAD_LONG) {
-		bytes_set(mem + n, pad - 1 < CANARY_SPAN ? pad - 1 : CANARY_SPAN,
-			  k);
+		size_t span = pad - 1 < CANARY_SPAN ? pad - 1 : CANARY_SPAN;
+
+		bytes_set(mem + n, span, k);
 		mem[usable - 1] = (char)(k ^ pad);
 	} else {
 		uint64_t w = pad ^ hard_secret;
@@ -635,7 +639,9 @@ int upa_hard_enable(bool on)
 		return 0;
 	}
 	if (!shadow_dir) {
-		if (upa_src_anon_meta_map(SHADOW_SLOTS * sizeof(uint64_t *), &m))
+		size_t len = SHADOW_SLOTS * sizeof(uint64_t *);
+
+		if (upa_src_anon_meta_map(len, &m))
 			return -ENOMEM;
 		shadow_dir = m;
 	}
