@@ -344,11 +344,18 @@ static void pattern_verify(const char *from, const char *end)
 	UPA_CHECK(!(acc[0] | acc[1]), "malloc(): write after free detected");
 }
 
-/* An internal free (realloc's, memalign's): the chunk's user part. */
+/*
+ * An internal free (realloc's, memalign's): the chunk's user part, for
+ * every size the program's frees fill too (past any M_MXFAST). Only
+ * fast-bin sizes are verified, but the current M_MXFAST cannot decide:
+ * another thread may raise it before this chunk reaches a bin (a remote
+ * list is drained later), and a chunk that then went to a fast bin
+ * unfilled was taken for one written after free (the stress test of the
+ * branch libmachine found it).
+ */
 void upa_hard_fill(struct upa_chunk *c)
 {
-	/* Only fast-bin sizes are verified (see the top of the file). */
-	if (chunk_size(c) <= upa_mp.max_fast)
+	if (chunk_size(c) <= UPA_TCACHE_MAX_CHUNK)
 		memset(chunk_mem(c), HARD_PATTERN, chunk_size(c) - UPA_HEADER);
 }
 
