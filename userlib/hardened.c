@@ -25,11 +25,13 @@
  * The state map: out of band (never in the block, where a write after
  * free or an overflow could forge it), two bits per 16-byte granule of
  * the address space: LIVE (a block handed out starts here) and FREED (a
- * block that started here was freed and not handed out again). A free
- * claims LIVE with one atomic and: only one of two racing frees wins, the
- * other aborts. The map is a directory of 2^21 slots (one per 64 MiB of
- * the 2^47-byte user address space), each slot's two bitmaps (1 MiB of
- * address space, touched only where blocks are) mapped on first use.
+ * block that started here was freed and not handed out again; a malloc
+ * clears it over the whole new block, so that a free of a pointer into
+ * a live block is told apart from a double free). A free turns LIVE into
+ * FREED with one atomic exclusive or: of two racing frees only one finds
+ * LIVE, the other aborts. The map is a directory of 2^21 slots (one per
+ * 64 MiB of the 2^47-byte user address space), each slot's map (1 MiB
+ * of address space, touched only where blocks are) mapped on first use.
  *
  * Which reuse paths verify the pattern, and why only these: the mode's
  * own cache (the block was filled at free and only its first word, the
@@ -41,8 +43,11 @@
  * allocator would have to restore on every merge and split; and the top
  * mixes merged chunks with fresh pages (zero), whose fill would touch
  * every page the heap ever reserves. With the default cache sizes, every
- * block up to 1032 bytes that is freed while its thread's bin has room
- * (32 per size) is verified.
+ * block of up to 1031 bytes (1032 less the canary's byte) that is freed
+ * while its thread's bin has room (32 per size) is verified, and those up
+ * to 119 bytes (M_MXFAST 128, less the canary) on the arena's side (a
+ * full bin, the cache off, another thread's block through its arena's
+ * remote list, which the owner drains into the fast bins).
  */
 #include <string.h>
 
@@ -53,35 +58,33 @@
 #define HARD_PATTERN		0xa5
 #define HARD_PATTERN_WORD	0xa5a5a5a5a5a5a5a5ULL
 
-/* The state map. */
+/*
+ * The state map: 2 bits per granule, interleaved (32 granules a word), so
+ * that a free is one atomic: LIVE -> FREED is an exclusive or of both.
+ */
 #define SHADOW_SLOT_SHIFT	26
 #define SHADOW_SLOTS		((size_t)1 << (UPA_HEAP_MAP_SPACE_BITS - \
 					       SHADOW_SLOT_SHIFT))
 #define SHADOW_GRANULES		((size_t)1 << (SHADOW_SLOT_SHIFT - 4))
-#define SHADOW_WORDS		(SHADOW_GRANULES / 64)
-#define SHADOW_SLOT_BYTES	(2 * SHADOW_WORDS * sizeof(uint64_t))
+#define SHADOW_SLOT_BYTES	(SHADOW_GRANULES / 32 * sizeof(uint64_t))
+#define ST_LIVE			1ULL
+#define ST_FREED		2ULL
+#define ST_FREED_ALL		0xaaaaaaaaaaaaaaaaULL
 
 static uint64_t **shadow_dir;
 static uintptr_t hard_secret;
 
 /* The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK. */
 struct hard_cache {
-	uintptr_t head[UPA_TCACHE_BINS];	/* mangled, like its links */
+	uintptr_t head[UPA_TCACHE_BINS];	/* newest (links: mangled) */
 	uint16_t count[UPA_TCACHE_BINS];
 };
 
-static uint64_t *shadow_slot(const void *p, bool create)
+static __attribute__((noinline)) uint64_t *shadow_slot_new(uint64_t **e)
 {
-	uintptr_t a = (uintptr_t)p;
-	uint64_t **e, *s, *none = NULL;
+	uint64_t *none = NULL;
 	void *m;
 
-	if (a >> UPA_HEAP_MAP_SPACE_BITS)
-		return NULL;
-	e = &shadow_dir[a >> SHADOW_SLOT_SHIFT];
-	s = __atomic_load_n(e, __ATOMIC_ACQUIRE);
-	if (s || !create)
-		return s;
 	if (upa_src_anon_meta_map(SHADOW_SLOT_BYTES, &m))
 		return NULL;
 	if (!__atomic_compare_exchange_n(e, &none, (uint64_t *)m, false,
@@ -92,61 +95,127 @@ static uint64_t *shadow_slot(const void *p, bool create)
 	return m;
 }
 
+/* p's slot of the map; NULL when it has none (nothing there was live). */
+static inline uint64_t *shadow_slot(const void *p, bool create)
+{
+	uintptr_t a = (uintptr_t)p;
+	uint64_t **e, *s;
+
+	if (unlikely(a >> UPA_HEAP_MAP_SPACE_BITS))
+		return NULL;
+	e = &shadow_dir[a >> SHADOW_SLOT_SHIFT];
+	s = __atomic_load_n(e, __ATOMIC_ACQUIRE);
+	if (likely(s) || !create)
+		return s;
+	return shadow_slot_new(e);
+}
+
 static inline size_t granule(const void *p)
 {
 	return ((uintptr_t)p >> 4) & (SHADOW_GRANULES - 1);
 }
 
-static inline uint64_t granule_bit(const void *p)
+static inline uint64_t *state_word(uint64_t *s, const void *p)
 {
-	return (uint64_t)1 << (granule(p) & 63);
+	return &s[granule(p) >> 5];
 }
 
-/* The LIVE and FREED words of p's granule; NULL: no slot (never live). */
-static inline uint64_t *live_word(uint64_t *s, const void *p)
+static inline unsigned int state_shift(const void *p)
 {
-	return &s[granule(p) >> 6];
+	return (unsigned int)(granule(p) & 31) * 2;
 }
 
-static inline uint64_t *freed_word(uint64_t *s, const void *p)
+/* The state of p's granule: 0, ST_LIVE or ST_FREED. */
+static inline uint64_t state_of(const void *p)
 {
-	return &s[SHADOW_WORDS + (granule(p) >> 6)];
+	uint64_t *s = shadow_slot(p, false);
+
+	if (!s)
+		return 0;
+	return (__atomic_load_n(state_word(s, p), __ATOMIC_RELAXED) >>
+		state_shift(p)) & 3;
 }
 
-/* Clear FREED over [p, p + len): a new block covers those starts now. */
+/* No granule of [p, p + len) stays FREED (p 16-aligned). */
 static void shadow_clear_freed(char *p, size_t len)
 {
-	char *end = p + len;
+	size_t ng = (len + 15) >> 4, n;
 
-	while (p < end) {
-		uint64_t *s = shadow_slot(p, false);
-		size_t g = granule(p), n = (size_t)(end - p) >> 4;
-		uint64_t mask;
+	for (; ng; ng -= n, p += n << 4) {
+		unsigned int sh = state_shift(p);
+		uint64_t *s = shadow_slot(p, false), *w, mask;
 
-		if (!n)
-			break;
-		if (n > 64 - (g & 63))
-			n = 64 - (g & 63);
-		mask = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
-		       << (g & 63);
-		if (s)
-			__atomic_fetch_and(freed_word(s, p), ~mask,
-					   __ATOMIC_RELAXED);
-		p += n << 4;
+		n = 32 - sh / 2;
+		if (n > ng)
+			n = ng;
+		if (!s)
+			continue;
+		w = state_word(s, p);
+		mask = ((n == 32 ? ~0ULL : ((1ULL << (2 * n)) - 1)) << sh) &
+		       ST_FREED_ALL;
+		/* Rarely any: a load first, the atomic only when needed. */
+		if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
+			__atomic_fetch_and(w, ~mask, __ATOMIC_RELAXED);
 	}
+}
+
+/*
+ * mem becomes LIVE, and no granule of the block [mem, mem + len) stays
+ * FREED (so that a free of a pointer into it is told apart from a double
+ * free) from offset `from` on: a block that grew in place was clean up
+ * to there already. false: no memory for the map.
+ */
+static bool shadow_adopt(char *mem, size_t from, size_t len)
+{
+	uint64_t *s = shadow_slot(mem, true), *w, old, nw, live, fmask;
+	unsigned int sh = state_shift(mem);
+	size_t n = 32 - sh / 2;
+
+	if (!s)
+		return false;
+	w = state_word(s, mem);
+	live = ST_LIVE << sh;
+	if (from < UPA_ALIGN) {
+		/* The block's granules in this word: in the same CAS. */
+		if (n > (len + 15) >> 4)
+			n = (len + 15) >> 4;
+		fmask = ((n == 32 ? ~0ULL : ((1ULL << (2 * n)) - 1)) << sh) &
+			ST_FREED_ALL;
+		from = n << 4;
+	} else {
+		fmask = ST_FREED << sh;
+	}
+	old = __atomic_load_n(w, __ATOMIC_RELAXED);
+	do {
+		UPA_CHECK(!(old & live),
+			  "malloc(): returned a block that is in use");
+		nw = (old & ~fmask) | live;
+	} while (!__atomic_compare_exchange_n(w, &old, nw, true,
+					      __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+	if (len > from)
+		shadow_clear_freed(mem + from, len - from);
+	return true;
 }
 
 /* ---- the canary ---------------------------------------------------- */
 
 /*
- * The bytes [n, usable) after a request of n: every one holds the byte k
- * (the chunk's, from its address and a secret; bit 7 set, so never NUL,
- * the usual off-by-one), except the last, k ^ pad (pad = usable - n),
- * which tells where the request ended; a pad too long for that byte
- * (>= PAD_LONG) ends in k ^ PAD_LONG with pad ^ secret stored in the 8
- * bytes before it. An overflow from byte n on rewrites the k bytes first.
+ * The bytes [n, usable) after a request of n: the first ones (up to
+ * CANARY_SPAN) hold the byte k (the chunk's, from its address and a
+ * secret; bit 7 set, so never NUL, the usual off-by-one), the last one
+ * k ^ pad (pad = usable - n), which tells where the request ended; a pad
+ * too long for that byte (>= PAD_LONG) ends in k ^ PAD_LONG with
+ * pad ^ secret stored in the 8 bytes before it. An overflow from byte n
+ * on rewrites the k bytes first.
  */
 #define PAD_LONG	0x7f
+/*
+ * At most this many k bytes: an overflow rewrites the first ones first,
+ * and a realloc's headroom (a pad of kilobytes) costs no more than a
+ * small block's.
+ */
+#define CANARY_SPAN	16
 
 static inline uint8_t canary_byte(const void *mem)
 {
@@ -155,18 +224,73 @@ static inline uint8_t canary_byte(const void *mem)
 	return (uint8_t)(x >> 56) | 0x80;
 }
 
+/*
+ * len bytes of k at p, or whether they all are k: whole words, then the
+ * tail as one word (or half, quarter word, byte) overlapping what came
+ * before: no byte loop, and no byte outside [p, p + len) touched.
+ */
+#define BYTES_K(k)	(0x0101010101010101ULL * (k))
+
+static inline void bytes_set(char *p, size_t len, uint8_t k)
+{
+	uint64_t kw = BYTES_K(k);
+	char *end = p + len;
+
+	if (len >= 8) {
+		for (; p + 8 <= end; p += 8)
+			memcpy(p, &kw, 8);
+		memcpy(end - 8, &kw, 8);
+	} else if (len >= 4) {
+		memcpy(p, &kw, 4);
+		memcpy(end - 4, &kw, 4);
+	} else if (len >= 2) {
+		memcpy(p, &kw, 2);
+		memcpy(end - 2, &kw, 2);
+	} else if (len) {
+		*p = (char)k;
+	}
+}
+
+static inline bool bytes_are(const char *p, size_t len, uint8_t k)
+{
+	uint64_t kw = BYTES_K(k), acc = 0, v = 0, u = 0;
+	const char *end = p + len;
+
+	if (len >= 8) {
+		for (; p + 8 <= end; p += 8) {
+			memcpy(&v, p, 8);
+			acc |= v ^ kw;
+		}
+		memcpy(&v, end - 8, 8);
+		return !(acc | (v ^ kw));
+	}
+	if (len >= 4) {
+		memcpy(&v, p, 4);
+		memcpy(&u, end - 4, 4);
+		return !((v | u << 32) ^ kw);
+	}
+	if (len >= 2) {
+		memcpy(&v, p, 2);
+		memcpy(&u, end - 2, 2);
+		return !((v | u << 16) ^ (kw & 0xffffffff));
+	}
+	return !len || (uint8_t)*p == k;
+}
+
 static void canary_write(char *mem, size_t usable, size_t n)
 {
 	size_t pad = usable - n;
 	uint8_t k = canary_byte(mem);
 
 	if (pad < PAD_LONG) {
-		memset(mem + n, k, pad - 1);
+		size_t span = pad - 1 < CANARY_SPAN ? pad - 1 : CANARY_SPAN;
+
+		bytes_set(mem + n, span, k);
 		mem[usable - 1] = (char)(k ^ pad);
 	} else {
 		uint64_t w = pad ^ hard_secret;
 
-		memset(mem + n, k, pad - 9);
+		bytes_set(mem + n, CANARY_SPAN, k);
 		memcpy(mem + usable - 9, &w, sizeof(w));
 		mem[usable - 1] = (char)(k ^ PAD_LONG);
 	}
@@ -176,7 +300,7 @@ static void canary_write(char *mem, size_t usable, size_t n)
 static size_t canary_read(const char *mem, size_t usable)
 {
 	uint8_t k = canary_byte(mem), t;
-	size_t pad, body, i;
+	size_t pad, body;
 
 	t = (uint8_t)mem[usable - 1] ^ k;
 	if (t >= 1 && t < PAD_LONG) {
@@ -187,36 +311,51 @@ static size_t canary_read(const char *mem, size_t usable)
 
 		memcpy(&w, mem + usable - 9, sizeof(w));
 		pad = (size_t)(w ^ hard_secret);
-		if (pad < PAD_LONG || pad > usable)
+		if (pad < PAD_LONG)
 			return SIZE_MAX;
 		body = pad - 9;
 	} else {
 		return SIZE_MAX;
 	}
-	if (pad > usable)
+	if (body > CANARY_SPAN)
+		body = CANARY_SPAN;
+	if (pad > usable || !bytes_are(mem + usable - pad, body, k))
 		return SIZE_MAX;
-	for (i = 0; i < body; i++)
-		if ((uint8_t)mem[usable - pad + i] != k)
-			return SIZE_MAX;
 	return usable - pad;
 }
 
 /* ---- the pattern ---------------------------------------------------- */
 
+/*
+ * [from, end): a multiple of 16 bytes (a chunk's user part less its first
+ * word or two and its last: sizes are multiples of 16), 8-aligned; one
+ * test at the end, 16 bytes an iteration.
+ */
+typedef uint64_t hard_v2 __attribute__((vector_size(16), aligned(8)));
+
 static void pattern_verify(const char *from, const char *end)
 {
-	const uint64_t *w = (const uint64_t *)from;
+	const hard_v2 pat = { HARD_PATTERN_WORD, HARD_PATTERN_WORD };
+	const hard_v2 *v = (const hard_v2 *)from;
+	hard_v2 acc = { 0, 0 };
 
-	for (; (const char *)w < end; w++)
-		UPA_CHECK(*w == HARD_PATTERN_WORD,
-			  "malloc(): write after free detected");
+	for (; (const char *)v < end; v++)
+		acc |= *v ^ pat;
+	UPA_CHECK(!(acc[0] | acc[1]), "malloc(): write after free detected");
 }
 
-/* An internal free (realloc's, memalign's): the chunk's user part. */
+/*
+ * An internal free (realloc's, memalign's): the chunk's user part, for
+ * every size the program's frees fill too (past any M_MXFAST). Only
+ * fast-bin sizes are verified, but the current M_MXFAST cannot decide:
+ * another thread may raise it before this chunk reaches a bin (a remote
+ * list is drained later), and a chunk that then went to a fast bin
+ * unfilled was taken for one written after free (the stress test of the
+ * branch libmachine found it).
+ */
 void upa_hard_fill(struct upa_chunk *c)
 {
-	/* Only fast-bin sizes are verified (see the top of the file). */
-	if (chunk_size(c) <= upa_mp.max_fast)
+	if (chunk_size(c) <= UPA_TCACHE_MAX_CHUNK)
 		memset(chunk_mem(c), HARD_PATTERN, chunk_size(c) - UPA_HEADER);
 }
 
@@ -229,14 +368,17 @@ void upa_hard_verify_fast(struct upa_chunk *c)
 
 /* ---- blocks handed out and taken back ------------------------------ */
 
-/* A chunk from the allocator becomes a live block of n bytes. */
-static void *block_adopt(void *mem, size_t n)
+/*
+ * A chunk from the allocator becomes a live block of n bytes; clean:
+ * bytes at its start known not to hold FREED granules (a realloc in
+ * place).
+ */
+static void *block_adopt(void *mem, size_t n, size_t clean)
 {
 	struct upa_chunk *c = mem_chunk(mem);
 	size_t usable = chunk_usable(c);
-	uint64_t *s = shadow_slot(mem, true);
 
-	if (!s) {
+	if (unlikely(!shadow_adopt(mem, clean, usable))) {
 		/* No memory for the map: give the chunk back, ENOMEM. */
 		upa_hard_fill(c);
 		upa_tc.hard_inner = 1;
@@ -245,30 +387,33 @@ static void *block_adopt(void *mem, size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
-	shadow_clear_freed(mem, usable);
-	UPA_CHECK(!(__atomic_fetch_or(live_word(s, mem), granule_bit(mem),
-				      __ATOMIC_ACQ_REL) & granule_bit(mem)),
-		  "malloc(): returned a block that is in use");
 	canary_write(mem, usable, n);
 	return mem;
 }
 
 /*
  * Take block mem back from the program (free, or a realloc that may
- * move it): it must be live; the caller owns it afterwards. is_free
- * picks the caller's abort messages.
+ * move it): it must be LIVE; it is FREED afterwards (one exclusive or;
+ * realloc's block_unclaim undoes it when it fails). is_free picks the
+ * caller's abort messages.
  */
 static void block_claim(void *mem, bool is_free)
 {
-	uint64_t *s = shadow_slot(mem, false), bit = granule_bit(mem);
+	uint64_t *s = shadow_slot(mem, false), st = 0, *w;
+	unsigned int sh = state_shift(mem);
 
 	UPA_CHECK(chunk_aligned(mem), is_free ? "free(): invalid pointer" :
 						"realloc(): invalid pointer");
-	if (s && (__atomic_fetch_and(live_word(s, mem), ~bit,
-				     __ATOMIC_ACQ_REL) & bit))
-		return;
-	UPA_CHECK(!s || !(__atomic_load_n(freed_word(s, mem),
-					  __ATOMIC_RELAXED) & bit),
+	if (likely(s)) {
+		w = state_word(s, mem);
+		st = (__atomic_fetch_xor(w, (ST_LIVE | ST_FREED) << sh,
+					 __ATOMIC_ACQ_REL) >> sh) & 3;
+		if (likely(st == ST_LIVE))
+			return;
+		__atomic_fetch_xor(w, (ST_LIVE | ST_FREED) << sh,
+				   __ATOMIC_ACQ_REL);
+	}
+	UPA_CHECK(st != ST_FREED,
 		  is_free ? "free(): double free detected (hardened)" :
 			    "realloc(): block was freed (hardened)");
 	upa_fatal(is_free ? "free(): pointer is not the start of a block" :
@@ -277,14 +422,9 @@ static void block_claim(void *mem, bool is_free)
 
 static void block_unclaim(void *mem)
 {
-	__atomic_fetch_or(live_word(shadow_slot(mem, false), mem),
-			  granule_bit(mem), __ATOMIC_RELEASE);
-}
-
-static void block_mark_freed(void *mem)
-{
-	__atomic_fetch_or(freed_word(shadow_slot(mem, false), mem),
-			  granule_bit(mem), __ATOMIC_RELAXED);
+	__atomic_fetch_xor(state_word(shadow_slot(mem, false), mem),
+			   (ST_LIVE | ST_FREED) << state_shift(mem),
+			   __ATOMIC_ACQ_REL);
 }
 
 /* The header's size is sane and the canary intact; the request's size. */
@@ -332,14 +472,9 @@ static void *hard_cache_pop(struct hard_cache *hc, size_t idx)
 	char *mem = (char *)(hc->head[idx]);
 	uintptr_t next = link_protect(mem, *(uintptr_t *)mem);
 
-	if (next) {
-		uint64_t *s = shadow_slot((void *)next, false);
-
-		UPA_CHECK(chunk_aligned((void *)next) && s &&
-			  (*freed_word(s, (void *)next) &
-			   granule_bit((void *)next)),
-			  "malloc(): write after free detected");
-	}
+	UPA_CHECK(!next || (chunk_aligned((void *)next) &&
+			    state_of((void *)next) == ST_FREED),
+		  "malloc(): write after free detected");
 	hc->head[idx] = next;
 	hc->count[idx]--;
 	pattern_verify(mem + UPA_WORD, mem + chunk_usable(mem_chunk(mem)));
@@ -387,12 +522,12 @@ void *upa_hard_malloc(size_t n)
 		size_t idx = tcache_index(upa_request_size(n + 1));
 
 		if (idx < UPA_TCACHE_BINS && hc->head[idx])
-			return block_adopt(hard_cache_pop(hc, idx), n);
+			return block_adopt(hard_cache_pop(hc, idx), n, 0);
 	}
 	tc->hard_inner = 1;
 	mem = upa_malloc_slow(n + 1);
 	tc->hard_inner = 0;
-	return mem ? block_adopt(mem, n) : NULL;
+	return mem ? block_adopt(mem, n, 0) : NULL;
 }
 
 void upa_hard_free(void *mem)
@@ -405,7 +540,6 @@ void upa_hard_free(void *mem)
 
 	block_claim(mem, true);
 	block_check(mem, true);
-	block_mark_freed(mem);
 	size = chunk_size(c);
 	/*
 	 * Only sizes the mode's cache or a fast bin takes are verified:
@@ -443,10 +577,12 @@ void *upa_hard_calloc(size_t n)
 void *upa_hard_realloc(void *mem, size_t n)
 {
 	struct upa_tcache *tc = &upa_tc;
+	size_t old_usable;
 	void *nmem;
 
 	block_claim(mem, false);
 	block_check(mem, false);
+	old_usable = chunk_usable(mem_chunk(mem));
 	if (unlikely(n >= UPA_MAX_REQUEST)) {
 		block_unclaim(mem);
 		errno = ENOMEM;
@@ -460,9 +596,8 @@ void *upa_hard_realloc(void *mem, size_t n)
 		block_unclaim(mem);
 		return NULL;
 	}
-	if (nmem != mem)
-		block_mark_freed(mem);
-	return block_adopt(nmem, n);
+	/* Moved: the old block stays FREED. */
+	return block_adopt(nmem, n, nmem == mem ? old_usable : 0);
 }
 
 void *upa_hard_memalign(size_t align, size_t n)
@@ -477,20 +612,15 @@ void *upa_hard_memalign(size_t align, size_t n)
 	tc->hard_inner = 1;
 	mem = upa_int_memalign(align, n + 1);
 	tc->hard_inner = 0;
-	return mem ? block_adopt(mem, n) : NULL;
+	return mem ? block_adopt(mem, n, 0) : NULL;
 }
 
 /* The bytes before the canary: what the program may use. */
 size_t upa_hard_usable_size(void *mem)
 {
-	uint64_t *s;
 	size_t n;
 
-	if (!mem || !chunk_aligned(mem))
-		return 0;
-	s = shadow_slot(mem, false);
-	if (!s || !(__atomic_load_n(live_word(s, mem), __ATOMIC_RELAXED) &
-		    granule_bit(mem)))
+	if (!mem || !chunk_aligned(mem) || state_of(mem) != ST_LIVE)
 		return 0;
 	n = canary_read(mem, chunk_usable(mem_chunk(mem)));
 	UPA_CHECK(n != SIZE_MAX,
@@ -516,7 +646,9 @@ int upa_hard_enable(bool on)
 		return 0;
 	}
 	if (!shadow_dir) {
-		if (upa_src_anon_meta_map(SHADOW_SLOTS * sizeof(uint64_t *), &m))
+		size_t len = SHADOW_SLOTS * sizeof(uint64_t *);
+
+		if (upa_src_anon_meta_map(len, &m))
 			return -ENOMEM;
 		shadow_dir = m;
 	}

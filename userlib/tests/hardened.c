@@ -154,6 +154,48 @@ TEST_F(hardened, write_after_remote_free_aborts)
 		     "malloc(): write after free detected");
 }
 
+/*
+ * No false alarm: realloc moves a block of another thread's arena, whose
+ * old chunk (112 bytes, past the fast bins' 80 then) waits on that
+ * arena's remote list while M_MXFAST rises to 128; the owner's drain then
+ * puts it in a fast bin, where its next malloc verifies it. The chunk must
+ * have been filled, whatever M_MXFAST said when it was freed.
+ */
+static void *owner_allocates_after_drain(void *arg)
+{
+	struct owner *o = arg;
+
+	o->p = malloc(o->n);
+	o->guard = malloc(o->n);	/* o->p cannot grow in place */
+	memset(o->p, 0x11, o->n);
+	sem_post(&o->allocated);
+	sem_wait(&o->freed);
+	free(malloc(o->n));
+	free(o->guard);
+	return NULL;
+}
+
+TEST_F(hardened, remote_chunk_of_realloc_is_filled_whatever_mxfast_said)
+{
+	struct owner o = { .n = 100 };
+	pthread_t t;
+	char *q;
+
+	tcache_disable();
+	ASSERT_EQ(1, mallopt(M_MXFAST, 64));
+	sem_init(&o.allocated, 0, 0);
+	sem_init(&o.freed, 0, 0);
+	ASSERT_EQ(0, pthread_create(&t, NULL, owner_allocates_after_drain, &o));
+	sem_wait(&o.allocated);
+	q = realloc(o.p, 2000);		/* moves: the old chunk goes remote */
+	ASSERT_TRUE(q != NULL && q != o.p);
+	EXPECT_EQ(0x11, (unsigned char)q[99]);
+	ASSERT_EQ(1, mallopt(M_MXFAST, 128));
+	sem_post(&o.freed);
+	pthread_join(t, NULL);
+	free(q);
+}
+
 /* ---- overflows past the requested size ---- */
 
 static void one_byte_overflow_small(void)

@@ -1225,4 +1225,102 @@ TEST_F(integrity, heap_check_reports_corruption)
 	EXPECT_LT(0, strlen(err)) TH_LOG("no description on stderr");
 }
 
+/* ---- the rest of glibc's messages ---- */
+
+/*
+ * glibc's "free(): unaligned chunk detected in tcache 2": a keyed free
+ * walks the bin and meets a misaligned link. x gets the key read from a
+ * cached block, as a program's data could hold it.
+ */
+static void keyed_free_into_bin_with_misaligned_link(void)
+{
+	char *x = malloc(40), *a = malloc(40), *b = malloc(40);
+
+	free(a);
+	free(b);	/* the list is b -> a */
+	LINK(b, 0) = mangle(b, (uintptr_t)a + 8);
+	LINK(x, 1) = LINK(b, 1);
+	free(x);
+}
+
+TEST_F(integrity, keyed_free_into_tcache_bin_with_misaligned_link_aborts)
+{
+	expect_death(_metadata, keyed_free_into_bin_with_misaligned_link,
+		     "malloc(): unaligned tcache chunk detected");
+}
+
+/*
+ * glibc's "tcache_thread_shutdown(): unaligned tcache chunk detected":
+ * the cache of an exiting thread goes back to the arenas, link by link.
+ */
+static void *cache_misaligned_link_and_exit(void *arg)
+{
+	char *a = malloc(40), *b = malloc(40);
+
+	free(a);
+	free(b);
+	LINK(b, 0) = mangle(b, (uintptr_t)a + 8);
+	return arg;
+}
+
+static void thread_exit_with_misaligned_tcache_link(void)
+{
+	pthread_t t;
+
+	if (!pthread_create(&t, NULL, cache_misaligned_link_and_exit, NULL))
+		pthread_join(t, NULL);
+}
+
+TEST_F(integrity, thread_exit_with_misaligned_tcache_link_aborts)
+{
+	expect_death(_metadata, thread_exit_with_misaligned_tcache_link,
+		     "malloc(): unaligned tcache chunk detected");
+}
+
+/*
+ * glibc's "malloc(): corrupted unsorted chunks" (and " 2"): the remainder
+ * of a split goes to an unsorted bin whose first entry does not point
+ * back at the bin. The bin is empty (its head's bk is the head, so the
+ * sort of step 4 reads nothing) but its head's fd was rewritten; the
+ * head's address is the fd of the chunk that was in it.
+ */
+static void split_remainder_into_corrupted_unsorted(void)
+{
+	uintptr_t *head;
+	char *x;
+
+	tcache_disable();
+	x = malloc(600);
+	malloc(100);		/* guard: x does not border the top */
+	free(x);		/* alone in the unsorted bin */
+	head = (uintptr_t *)LINK(x, 0);
+	malloc(1000);		/* sorts x into its small bin */
+	head[2] = (uintptr_t)fake_chunk;	/* the head's fd */
+	malloc(100);		/* from x's bin, split */
+}
+
+TEST_F(integrity, split_remainder_into_corrupted_unsorted_bin_aborts)
+{
+	expect_death(_metadata, split_remainder_into_corrupted_unsorted,
+		     "malloc(): corrupted unsorted chunks");
+}
+
+/*
+ * glibc's "mremap_chunk(): invalid pointer": growing an mmapped block
+ * whose offset from its region's start (prev_size) was overwritten.
+ */
+static void realloc_mmapped_with_bad_offset(void)
+{
+	char *p = malloc(1 << 20);
+
+	*chunk_prev_size_word(p) = 16;
+	free(realloc(p, 4 << 20));
+}
+
+TEST_F(integrity, realloc_of_mmapped_chunk_with_bad_offset_aborts)
+{
+	expect_death(_metadata, realloc_mmapped_with_bad_offset,
+		     "realloc(): invalid pointer");
+}
+
 TEST_HARNESS_MAIN

@@ -510,6 +510,36 @@ TEST_F(tunables, env_heap_reserve_limits_heap_size)
 	EXPECT_EQ(0, probe_value(&r, "mmapped")) TH_LOG("%s", r.out);
 }
 
+/* ---- UPA_M_HARDENED ---- */
+
+/* This process has heaps: the mode would find blocks it has no state of. */
+TEST_F(tunables, mallopt_hardened_is_refused_once_heaps_exist)
+{
+	free(malloc(100));
+	EXPECT_EQ(0, mallopt(UPA_M_HARDENED, 1));
+	EXPECT_EQ(1, mallopt(UPA_M_HARDENED, 0));	/* off already */
+	EXPECT_EQ(0, mallopt(UPA_M_HARDENED, 2));
+	EXPECT_EQ(0, mallopt(UPA_M_HARDENED, -1));
+}
+
+/* In the mode, the usable size is the request (the canary follows it). */
+TEST_F(tunables, env_hardened_turns_the_mode_on)
+{
+	const char *const env[] = { "UPALLOC_HARDENED=1", NULL };
+	const char *const argv[] = { "malloc", "10", "chunk", "0",
+				     "mallopt", "-103", "1", NULL };
+	struct probe_result r;
+
+	ASSERT_EQ(0, run_probe(&r, env, argv));
+	PROBE_OK(r);
+	EXPECT_EQ(10, probe_value(&r, "usable")) TH_LOG("%s", r.out);
+	EXPECT_EQ(1, probe_value(&r, "mallopt")) TH_LOG("%s", r.out);
+	ASSERT_EQ(0, run_probe(&r, NULL, argv));
+	PROBE_OK(r);
+	EXPECT_EQ(24, probe_value(&r, "usable")) TH_LOG("%s", r.out);
+	EXPECT_EQ(0, probe_value(&r, "mallopt")) TH_LOG("%s", r.out);
+}
+
 /* ---- UPALLOC_STATS ---- */
 
 TEST_F(tunables, env_stats_prints_statistics_at_exit)
