@@ -315,7 +315,7 @@ static void *arena_malloc(size_t nb, bool *fresh)
 	struct upa_chunk *c;
 	size_t grows;
 	bool give_back;
-	void *mem;
+	void *mem = NULL;	/* stays NULL when no arena is usable */
 
 	if (unlikely(tc->state == UPA_THREAD_NEW))
 		upa_thread_setup(tc);
