@@ -102,6 +102,7 @@ struct upalloc_proc {
 struct upalloc_family {
 	struct mutex lock;		/* see above */
 	refcount_t ref;
+	pgoff_t base;			/* its offset range (upalloc_pgoff.c) */
 };
 
 /*
@@ -121,7 +122,7 @@ struct upalloc_region {
 	struct upalloc_proc *proc;
 	struct mm_struct *mm;
 	struct xarray pages;
-	pgoff_t base;			/* vm_pgoff: unique offset range */
+	pgoff_t base;			/* vm_pgoff: the family's range */
 	pgoff_t nr_pages;		/* reserved length in pages */
 	pgoff_t brk;			/* break in pages */
 	unsigned long nr_present;
@@ -172,6 +173,12 @@ void upalloc_region_describe(struct upalloc_region *r,
 			     struct upalloc_region_info *info);
 void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,
 		 unsigned long size);
+
+/* upalloc_pgoff.c */
+void upalloc_pgoff_init(void);
+int upalloc_pgoff_alloc(pgoff_t nr_pages, pgoff_t *base);
+void upalloc_pgoff_free(pgoff_t base);
+void upalloc_pgoff_exit(void);
 
 /* upalloc_stats.c */
 int upalloc_stats_init(void);

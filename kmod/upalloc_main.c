@@ -81,6 +81,7 @@ static int __init upalloc_init(void)
 	if (upalloc_max_pages == UPALLOC_MAX_PAGES_UNSET)
 		upalloc_max_pages = totalram_pages() / 2;
 
+	upalloc_pgoff_init();
 	err = upalloc_stats_init();
 	if (err)
 		return err;
@@ -99,6 +100,7 @@ static void __exit upalloc_exit(void)
 {
 	misc_deregister(&upalloc_misc);
 	upalloc_stats_exit();
+	upalloc_pgoff_exit();
 }
 
 module_init(upalloc_init);

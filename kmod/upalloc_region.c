@@ -47,13 +47,6 @@
 /* Pages taken out of a table per round of the removal protocol. */
 #define UPALLOC_BATCH		32
 
-/*
- * Next base page offset. Offsets stay below 2^51 so that pgoff << PAGE_SHIFT
- * fits in loff_t; one region of max_region_pages takes its length.
- */
-#define UPALLOC_PGOFF_LIMIT	BIT_ULL(51)
-static atomic64_t upalloc_next_pgoff = ATOMIC64_INIT(1);
-
 static unsigned long page_share(struct page *page)
 {
 	return READ_ONCE(page->private);
@@ -108,6 +101,8 @@ static void region_free(struct upalloc_region *r)
 static void family_put(struct upalloc_family *fam)
 {
 	if (refcount_dec_and_test(&fam->ref)) {
+		if (fam->base)
+			upalloc_pgoff_free(fam->base);
 		mutex_destroy(&fam->lock);
 		kfree(fam);
 	}
@@ -119,8 +114,6 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 {
 	struct upalloc_region *r;
 	int err = -ENOMEM;
-	u64 base;
-
 	/* Table nodes allocated under the xarray lock are charged too. */
 	r = region_alloc(mm, GFP_KERNEL_ACCOUNT, XA_FLAGS_ACCOUNT);
 	if (!r)
@@ -131,10 +124,11 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 	mutex_init(&r->family->lock);
 	refcount_set(&r->family->ref, 1);
 
-	base = atomic64_fetch_add(nr_pages, &upalloc_next_pgoff);
-	if (base + nr_pages > UPALLOC_PGOFF_LIMIT)
+	/* Given back by family_put(), also when this mmap fails. */
+	err = upalloc_pgoff_alloc(nr_pages, &r->family->base);
+	if (err)
 		goto out_put_family;
-	r->base = base;
+	r->base = r->family->base;
 	r->nr_pages = nr_pages;
 	r->heap = heap;
 	r->brk = heap ? 0 : nr_pages;
