@@ -196,7 +196,18 @@ int upalloc_commit(struct upalloc_proc *proc, long pages, bool force);
 void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);
 
 /* upalloc_ioctl.c */
+/* The input of a command, as read once from the user (ioctl or io_uring). */
+union upalloc_cmd_args {
+	struct upalloc_range range;
+	struct upalloc_brk brk;
+	struct upalloc_region_info info;
+};
+
 long upalloc_do_cmd(struct file *file, unsigned int cmd, void __user *arg);
+int upalloc_cmd_copy_in(unsigned int cmd, void __user *arg,
+			union upalloc_cmd_args *a);
+long upalloc_cmd_run(unsigned int cmd, union upalloc_cmd_args *a,
+		     void __user *arg);
 int upalloc_cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
 		       struct upalloc_region **rp);
 

@@ -502,7 +502,7 @@ out_stale:
 /*
  * Allocate zeroed pages for the absent entries of [first, last), all below
  * the break. *nr_new counts the pages allocated. Returns 0, -ENOMEM or
- * -EINTR (fatal signal; the pages allocated so far stay).
+ * -EINTR (upalloc_should_stop(); the pages allocated so far stay).
  */
 int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 			pgoff_t last, u64 *nr_new)
@@ -513,7 +513,7 @@ int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 
 	*nr_new = 0;
 	for (idx = first; idx < last; idx++) {
-		if (fatal_signal_pending(current))
+		if (upalloc_should_stop())
 			return -EINTR;
 		cond_resched();
 		if (xa_load(&r->pages, idx))
@@ -635,7 +635,7 @@ int upalloc_region_populate(struct upalloc_region *r,
 
 	*nr_new = 0;
 	while (idx < last && !err) {
-		if (fatal_signal_pending(current))
+		if (upalloc_should_stop())
 			return -EINTR;
 		cond_resched();
 		/* A run of consecutive pages to map, ended by one to skip. */
