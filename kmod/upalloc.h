@@ -77,11 +77,14 @@ struct upalloc_counters {
  * upalloc_commit_lock; pages_live_peak (live count and its peak in one
  * word, see upalloc_stats.c) atomic; stats per-CPU.
  * Lifetime: the record holds an mmgrab() reference, so mm stays a unique
- * identity; it is freed once it has no regions and the mm is dead
- * (mm_users == 0), or at module exit.
+ * identity; it is unhashed once it has no regions and the mm is dead
+ * (mm_users == 0), or at module exit, and freed when ref (one for the
+ * hash table, one per reader of /proc/upalloc/processes formatting it)
+ * drops to 0.
  */
 struct upalloc_proc {
 	struct hlist_node node;
+	refcount_t ref;
 	struct mm_struct *mm;
 	pid_t tgid;			/* creator, if MEMCG has no mm->owner */
 	long regions;

@@ -24,7 +24,8 @@
  * credentials have CAP_SYS_ADMIN in the initial user namespace sees every
  * line; anyone else sees only the lines of processes whose owning task has
  * the same real uid as the opener's real uid. A process whose owner cannot
- * be resolved is shown to CAP_SYS_ADMIN only.
+ * be resolved is shown to CAP_SYS_ADMIN only. Pids are those of the
+ * reader's pid namespace, and a process without a pid there is not shown.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -33,6 +34,8 @@
 #include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/pid_namespace.h>
 #include <linux/proc_fs.h>
 #include <linux/sched/mm.h>
 #include <linux/seq_file.h>
@@ -190,6 +193,12 @@ static void proc_free(struct upalloc_proc *proc)
 	kfree(proc);
 }
 
+static void proc_put(struct upalloc_proc *proc)
+{
+	if (refcount_dec_and_test(&proc->ref))
+		proc_free(proc);
+}
+
 static bool proc_is_dead(struct upalloc_proc *proc)
 {
 	return !proc->regions && !atomic_read(&proc->mm->mm_users);
@@ -216,7 +225,7 @@ static void procs_free_list(struct hlist_head *dead)
 	struct hlist_node *tmp;
 
 	hlist_for_each_entry_safe(proc, tmp, dead, node)
-		proc_free(proc);
+		proc_put(proc);
 }
 
 static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
@@ -256,6 +265,7 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 		return NULL;
 	}
 	mmgrab(mm);
+	refcount_set(&new->ref, 1);
 	new->mm = mm;
 	new->tgid = current->mm == mm ? current->tgid : 0;
 	new->regions = 1;
@@ -289,7 +299,7 @@ void upalloc_proc_put_region(struct upalloc_proc *proc)
 		hash_del(&proc->node);
 	spin_unlock(&upalloc_procs_lock);
 	if (dead)
-		proc_free(proc);
+		proc_put(proc);
 }
 
 /* The caller's own statistics; zero when it never had a region. */
@@ -365,49 +375,116 @@ static bool proc_visible(struct seq_file *m, bool all, kuid_t uid)
 	return all || uid_eq(uid, m->file->f_cred->uid);
 }
 
+/*
+ * One line for proc, unless the reader may not see it: another user's
+ * process (without CAP_SYS_ADMIN), or one outside the reader's pid
+ * namespace (it has no pid there, and pid 0 would be a lie). Runs without
+ * upalloc_procs_lock; the caller holds a reference on proc.
+ */
 static void processes_line(struct seq_file *m, struct upalloc_proc *proc,
-			   bool all)
+			   bool all, struct pid_namespace *ns)
 {
 	char comm[TASK_COMM_LEN] = "?";
 	struct task_struct *owner;
 	u64 sum[UPALLOC_NR_STATS];
 	kuid_t uid = INVALID_UID;
-	pid_t pid = proc->tgid;
+	pid_t pid = 0;
 	u64 live_peak;
 
 	rcu_read_lock();
 	owner = upalloc_mm_owner(proc->mm);
 	if (owner) {
-		pid = task_tgid_vnr(owner);
+		pid = task_tgid_nr_ns(owner, ns);
 		get_task_comm(comm, owner);
 		uid = task_uid(owner);
+	} else if (ns == &init_pid_ns) {
+		/* The creator's tgid, a number of the initial namespace. */
+		pid = proc->tgid;
 	}
 	rcu_read_unlock();
-	if (!proc_visible(m, all, uid))
+	if (!pid || !proc_visible(m, all, uid))
 		return;
 
 	counters_sum(proc->stats, sum);
 	seq_printf(m, "%d ", pid);
 	seq_escape(m, comm, " \t\n\\");
 	live_peak = atomic64_read(&proc->pages_live_peak);
-	seq_printf(m, " %ld %ld %ld %ld %llu\n", proc->regions,
+	seq_printf(m, " %ld %ld %ld %ld %llu\n", READ_ONCE(proc->regions),
 		   live_of(live_peak), peak_of(live_peak),
 		   READ_ONCE(proc->committed),
 		   sum[UPALLOC_STAT_FAULTS_READ] + sum[UPALLOC_STAT_FAULTS_WRITE]);
 }
 
+/*
+ * Take a reference on up to max records that have regions into procs;
+ * returns how many, or max + 1 if there were more.
+ */
+static unsigned int processes_snapshot(struct upalloc_proc **procs,
+				       unsigned int max)
+{
+	struct upalloc_proc *proc;
+	unsigned int bkt, n = 0;
+
+	spin_lock(&upalloc_procs_lock);
+	hash_for_each(upalloc_procs, bkt, proc, node) {
+		if (!proc->regions)
+			continue;
+		if (n == max) {
+			n++;
+			break;
+		}
+		refcount_inc(&proc->ref);
+		procs[n++] = proc;
+	}
+	spin_unlock(&upalloc_procs_lock);
+	return n;
+}
+
+static unsigned int processes_count(void)
+{
+	struct upalloc_proc *proc;
+	unsigned int bkt, n = 0;
+
+	spin_lock(&upalloc_procs_lock);
+	hash_for_each(upalloc_procs, bkt, proc, node)
+		n += !!proc->regions;
+	spin_unlock(&upalloc_procs_lock);
+	return n;
+}
+
+/*
+ * The records are pinned under upalloc_procs_lock (a pointer copy each)
+ * and formatted without it: summing every record's per-CPU counters and
+ * finding its owner under the lock stalled every mmap, munmap and fork
+ * of the device for as long as a reader took.
+ */
 static int upalloc_processes_show(struct seq_file *m, void *v)
 {
 	bool all = file_ns_capable(m->file, &init_user_ns, CAP_SYS_ADMIN);
-	struct upalloc_proc *proc;
-	unsigned int bkt;
+	struct pid_namespace *ns = task_active_pid_ns(current);
+	struct upalloc_proc **procs;
+	unsigned int max, n, i;
 
 	seq_puts(m, "pid comm regions pages_live pages_peak pages_committed faults\n");
-	spin_lock(&upalloc_procs_lock);
-	hash_for_each(upalloc_procs, bkt, proc, node)
-		if (proc->regions)
-			processes_line(m, proc, all);
-	spin_unlock(&upalloc_procs_lock);
+	for (;;) {
+		/* Room for records created meanwhile, or try again. */
+		max = processes_count() + 16;
+		procs = kvmalloc_array(max, sizeof(*procs), GFP_KERNEL);
+		if (!procs)
+			return -ENOMEM;
+		n = processes_snapshot(procs, max);
+		if (n <= max)
+			break;
+		for (i = 0; i < max; i++)
+			proc_put(procs[i]);
+		kvfree(procs);
+	}
+	for (i = 0; i < n; i++) {
+		processes_line(m, procs[i], all, ns);
+		proc_put(procs[i]);
+		cond_resched();
+	}
+	kvfree(procs);
 	return 0;
 }
 
@@ -439,6 +516,7 @@ void upalloc_stats_exit(void)
 	spin_lock(&upalloc_procs_lock);
 	hash_for_each_safe(upalloc_procs, bkt, tmp, proc, node) {
 		WARN_ON(proc->regions);
+		WARN_ON(refcount_read(&proc->ref) != 1);
 		hash_del(&proc->node);
 		hlist_add_head(&proc->node, &dead);
 	}
