@@ -85,12 +85,25 @@ struct upalloc_counters {
 struct upalloc_proc {
 	struct hlist_node node;
 	refcount_t ref;
+	struct upalloc_user *user;	/* charged for committed */
 	struct mm_struct *mm;
 	pid_t tgid;			/* creator, if MEMCG has no mm->owner */
 	long regions;
 	long committed;			/* pages */
 	atomic64_t pages_live_peak;
 	struct upalloc_counters __percpu *stats;
+};
+
+/*
+ * A user's commitments: the sum of committed over the records created by
+ * processes whose real uid is uid. committed is under
+ * upalloc_commit_lock, node under upalloc_procs_lock; records live until
+ * module exit.
+ */
+struct upalloc_user {
+	struct hlist_node node;
+	kuid_t uid;
+	long committed;			/* pages */
 };
 
 /*
@@ -136,6 +149,7 @@ struct upalloc_region {
 /* Module parameters (upalloc_main.c). */
 extern unsigned long upalloc_max_pages;
 extern unsigned long upalloc_max_pages_per_process;
+extern unsigned long upalloc_max_pages_per_user;
 extern unsigned long upalloc_max_region_pages;
 
 /* upalloc_mmap.c */
@@ -196,6 +210,7 @@ void upalloc_proc_pages_add(struct upalloc_proc *proc, long n);
 struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp);
 void upalloc_proc_put_region(struct upalloc_proc *proc);
 int upalloc_commit(struct upalloc_proc *proc, long pages, bool force);
+int upalloc_commit_fork(struct upalloc_proc *proc, long pages);
 void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);
 
 /* upalloc_ioctl.c */

@@ -184,9 +184,10 @@ void upalloc_region_put(struct upalloc_region *r)
  * Fork: a copy of parent for the child's mm, sharing every page (share + 1
  * each). Runs from ->open with both mmap locks held for writing, so neither
  * table changes except through other family members, which the family
- * mutex excludes. Commitments are inherited even beyond the limits, since
- * fork cannot fail here. Returns NULL when memory runs out; the child's
- * mapping is then left without a region (SIGBUS on access).
+ * mutex excludes. Commitments are inherited beyond the per-process limit,
+ * but not past the global or per-user one (upalloc_commit_fork()). Returns
+ * NULL when memory runs out or a limit refuses; the child's mapping is
+ * then left without a region (SIGBUS on access).
  */
 struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 					    struct mm_struct *mm)
@@ -207,6 +208,9 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 
 	mutex_lock(&fam->lock);
 	r->brk = parent->brk;
+	/* Past the global or per-user limit: no memory for the child. */
+	if (upalloc_commit_fork(r->proc, r->brk))
+		goto out_unlock;
 	xa_for_each(&parent->pages, idx, page) {
 		if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_FORK_GFP)))
 			goto out_unshare;
@@ -217,7 +221,6 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	refcount_inc(&fam->ref);
 	mutex_unlock(&fam->lock);
 
-	upalloc_commit(r->proc, r->brk, true);
 	upalloc_proc_pages_add(r->proc, r->nr_present);
 	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_CREATED, 1);
 	upalloc_count(r->proc, UPALLOC_STAT_FORKS, 1);
@@ -229,6 +232,8 @@ out_unshare:
 		set_page_private(page, page_private(page) - 1);
 		put_page(page);
 	}
+	upalloc_commit(r->proc, -(long)r->brk, true);
+out_unlock:
 	mutex_unlock(&fam->lock);
 	region_free(r);
 	return NULL;

@@ -61,6 +61,10 @@ static long upalloc_pages_committed;
 static DEFINE_HASHTABLE(upalloc_procs, UPALLOC_PROC_HASH_BITS);
 static DEFINE_SPINLOCK(upalloc_procs_lock);
 
+/* User records by uid; guarded by upalloc_procs_lock, never freed early. */
+#define UPALLOC_USER_HASH_BITS	5
+static DEFINE_HASHTABLE(upalloc_users, UPALLOC_USER_HASH_BITS);
+
 static const char * const upalloc_stat_names[UPALLOC_STAT_LATENCY0] = {
 	[UPALLOC_STAT_REGIONS_CREATED] = "regions_created",
 	[UPALLOC_STAT_REGIONS_DESTROYED] = "regions_destroyed",
@@ -160,24 +164,71 @@ static void counters_sum(struct upalloc_counters __percpu *counters,
 }
 
 /*
+ * Would pages more for proc take the global count past max_pages, or its
+ * user past max_pages_per_user, or (unless fork) proc past
+ * max_pages_per_process? Caller holds upalloc_commit_lock.
+ */
+static bool commit_over_locked(struct upalloc_proc *proc, long pages,
+			       bool fork)
+{
+	unsigned long max = READ_ONCE(upalloc_max_pages);
+	unsigned long max_user = READ_ONCE(upalloc_max_pages_per_user);
+	unsigned long max_proc = READ_ONCE(upalloc_max_pages_per_process);
+
+	if (pages <= 0)
+		return false;
+	if (max && upalloc_pages_committed + pages > max)
+		return true;
+	if (max_user && proc->user->committed + pages > max_user)
+		return true;
+	return !fork && max_proc && proc->committed + pages > max_proc;
+}
+
+static void commit_add_locked(struct upalloc_proc *proc, long pages)
+{
+	upalloc_pages_committed += pages;
+	proc->user->committed += pages;
+	proc->committed += pages;
+}
+
+/*
  * Change the commitment of proc by pages. Raising it fails with -ENOMEM,
- * changing nothing, when max_pages or max_pages_per_process would be
- * exceeded, unless force (a fork, which cannot fail) is set.
+ * changing nothing, when max_pages, max_pages_per_user or
+ * max_pages_per_process would be exceeded, unless force is set (for
+ * lowering, which never fails).
  */
 int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
 {
-	unsigned long max = READ_ONCE(upalloc_max_pages);
-	unsigned long max_proc = READ_ONCE(upalloc_max_pages_per_process);
 	bool over;
 
 	spin_lock(&upalloc_commit_lock);
-	over = pages > 0 && !force &&
-	       ((max && upalloc_pages_committed + pages > max) ||
-		(max_proc && proc->committed + pages > max_proc));
-	if (!over) {
-		upalloc_pages_committed += pages;
-		proc->committed += pages;
+	over = !force && commit_over_locked(proc, pages, false);
+	if (!over)
+		commit_add_locked(proc, pages);
+	spin_unlock(&upalloc_commit_lock);
+	if (over) {
+		upalloc_count(proc, UPALLOC_STAT_ENOMEM, 1);
+		return -ENOMEM;
 	}
+	return 0;
+}
+
+/*
+ * A fork child's copy of a region commits what the parent's does. The
+ * per-process limit does not apply (the parent's commitments were within
+ * it, and the child has no others yet), but the global and per-user
+ * limits do: past them the commitment is refused (-ENOMEM, nothing
+ * changed) and the caller leaves the child's region without memory, so
+ * that N children can never hold N times the limits.
+ */
+int upalloc_commit_fork(struct upalloc_proc *proc, long pages)
+{
+	bool over;
+
+	spin_lock(&upalloc_commit_lock);
+	over = commit_over_locked(proc, pages, true);
+	if (!over)
+		commit_add_locked(proc, pages);
 	spin_unlock(&upalloc_commit_lock);
 	if (over) {
 		upalloc_count(proc, UPALLOC_STAT_ENOMEM, 1);
@@ -238,6 +289,16 @@ static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
 	return NULL;
 }
 
+static struct upalloc_user *user_find_locked(kuid_t uid)
+{
+	struct upalloc_user *user;
+
+	hash_for_each_possible(upalloc_users, user, node, __kuid_val(uid))
+		if (uid_eq(user->uid, uid))
+			return user;
+	return NULL;
+}
+
 /*
  * The record of mm, created if needed (allocated with gfp), with one more
  * region counted in it (the caller is creating a region). Returns NULL on
@@ -245,7 +306,9 @@ static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
  */
 struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 {
+	struct upalloc_user *user, *new_user;
 	struct upalloc_proc *proc, *new;
+	kuid_t uid = current_uid();
 	HLIST_HEAD(dead);
 
 	spin_lock(&upalloc_procs_lock);
@@ -259,8 +322,15 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 	new = kzalloc(sizeof(*new), gfp);
 	if (!new)
 		return NULL;
+	new_user = kzalloc(sizeof(*new_user), gfp);
+	if (!new_user) {
+		kfree(new);
+		return NULL;
+	}
+	new_user->uid = uid;
 	new->stats = alloc_percpu_gfp(struct upalloc_counters, gfp);
 	if (!new->stats) {
+		kfree(new_user);
 		kfree(new);
 		return NULL;
 	}
@@ -276,6 +346,14 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 	if (proc) {
 		proc->regions++;
 	} else {
+		user = user_find_locked(uid);
+		if (!user) {
+			hash_add(upalloc_users, &new_user->node,
+				 __kuid_val(uid));
+			user = new_user;
+			new_user = NULL;
+		}
+		new->user = user;
 		hash_add(upalloc_procs, &new->node, (unsigned long)mm);
 		proc = new;
 		new = NULL;
@@ -283,6 +361,7 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 	spin_unlock(&upalloc_procs_lock);
 	if (new)
 		proc_free(new);
+	kfree(new_user);
 	procs_free_list(&dead);
 	return proc;
 }
@@ -507,8 +586,9 @@ int upalloc_stats_init(void)
 /* Called after the last region is gone: every record is dead or idle. */
 void upalloc_stats_exit(void)
 {
+	struct hlist_node *tmp, *tmp_user;
+	struct upalloc_user *user;
 	struct upalloc_proc *proc;
-	struct hlist_node *tmp;
 	HLIST_HEAD(dead);
 	unsigned int bkt;
 
@@ -519,6 +599,11 @@ void upalloc_stats_exit(void)
 		WARN_ON(refcount_read(&proc->ref) != 1);
 		hash_del(&proc->node);
 		hlist_add_head(&proc->node, &dead);
+	}
+	hash_for_each_safe(upalloc_users, bkt, tmp_user, user, node) {
+		WARN_ON(user->committed);
+		hash_del(&user->node);
+		kfree(user);
 	}
 	spin_unlock(&upalloc_procs_lock);
 	procs_free_list(&dead);

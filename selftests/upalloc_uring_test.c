@@ -969,7 +969,7 @@ TEST_F(uring, nonzero_tail_of_big_sqe_command_area_gives_einval)
 /* ---- cancellation stops a long POPULATE (issue 11, item 10) ------------- */
 
 /*
- * A POPULATE of 512 MiB running in io-wq is cancelled (IORING_OP_ASYNC_CANCEL,
+ * A POPULATE of 256 MiB running in io-wq is cancelled (IORING_OP_ASYNC_CANCEL,
  * which io-wq delivers to its worker as TIF_NOTIFY_SIGNAL, as it does on
  * ring teardown and exec; not a fatal signal). It must stop early with
  * -EINTR, leaving part of the region populated; a module that only checks
@@ -977,7 +977,7 @@ TEST_F(uring, nonzero_tail_of_big_sqe_command_area_gives_einval)
  * ring while the process lives is no test: unmapping the rings waits for
  * the mmap lock that POPULATE holds.)
  */
-#define CANCEL_PAGES	131072
+#define CANCEL_PAGES	65536
 
 TEST_F_TIMEOUT(uring, cancel_stops_long_populate_in_io_wq, 120)
 {
