@@ -259,7 +259,7 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 	}
 	vma->vm_private_data = child;
 	if (!child)
-		pr_warn_ratelimited("fork: out of memory, child's region unusable\n");
+		pr_warn_ratelimited("fork: out of memory or over a commit limit, child's region unusable\n");
 }
 
 static void upalloc_vm_close(struct vm_area_struct *vma)
