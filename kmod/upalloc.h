@@ -168,6 +168,7 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 			   struct vm_area_struct *vma, pgoff_t new_brk,
 			   pgoff_t *old_brk);
 bool upalloc_region_page_exclusive(struct upalloc_region *r, pgoff_t idx);
+bool upalloc_region_page_poisoned(struct upalloc_region *r, pgoff_t idx);
 void upalloc_region_describe(struct upalloc_region *r,
 			     struct upalloc_region_info *info);
 void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,

@@ -167,6 +167,16 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 			return VM_FAULT_NOPAGE;
 		}
 		ret = VM_FAULT_LOCKED;
+		/*
+		 * A memory error: never map the page. Handing it to the core
+		 * instead would oops: __do_fault() unmaps a poisoned page
+		 * through page->mapping, which the module's pages lack.
+		 */
+		if (PageHWPoison(page)) {
+			unlock_page(page);
+			put_page(page);
+			ret = VM_FAULT_HWPOISON;
+		}
 	}
 	if (ret == VM_FAULT_LOCKED) {
 		if (vmf->vma->vm_ops == &upalloc_vm_ops)
@@ -178,7 +188,7 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	/* Migrated to a CPU whose clock lags: count it as immediate. */
 	ns = max_t(s64, sched_clock() - start, 0);
 	trace_fault(r->base, addr, idx, write, ret, ns);
-	if (ret == VM_FAULT_SIGBUS)
+	if (ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON))
 		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
 	upalloc_count(r->proc, write ? UPALLOC_STAT_FAULTS_WRITE :
 		      UPALLOC_STAT_FAULTS_READ, 1);

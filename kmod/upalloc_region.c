@@ -396,6 +396,11 @@ retry:
 		return VM_FAULT_LOCKED;
 	}
 
+	/* A memory error: there is nothing to copy from. */
+	if (PageHWPoison(page)) {
+		put_page(page);
+		return VM_FAULT_HWPOISON;
+	}
 	new = alloc_page(UPALLOC_GFP);
 	if (!new)
 		goto out_oom;
@@ -454,6 +459,11 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 	lock_page(page);
 	if (!upalloc_region_holds(r, idx, page))
 		goto out_stale;
+	/* A memory error: neither write the page nor copy it. */
+	if (PageHWPoison(page)) {
+		unlock_page(page);
+		return VM_FAULT_HWPOISON;
+	}
 	if (page_share(page) == 1)
 		goto out_exclusive;
 
@@ -550,7 +560,8 @@ out_enomem:
  * there is nothing to map there: the page is locked by someone else (a
  * fault mapping it, or a removal), or idx is no longer below the break.
  * A missing page is allocated zeroed and enters the table already locked,
- * as in a fault. *err is set to -ENOMEM when an allocation fails.
+ * as in a fault. *err is set to -ENOMEM when an allocation fails, to
+ * -EHWPOISON when the page has a memory error.
  */
 static struct page *populate_get(struct upalloc_region *r, pgoff_t idx,
 				 u64 *nr_new, int *err)
@@ -567,6 +578,13 @@ retry:
 		if (!upalloc_region_holds(r, idx, page)) {
 			unlock_page(page);
 			put_page(page);
+			return NULL;
+		}
+		/* A memory error: map nothing, stop with -EHWPOISON. */
+		if (PageHWPoison(page)) {
+			unlock_page(page);
+			put_page(page);
+			*err = -EHWPOISON;
 			return NULL;
 		}
 		return page;
@@ -626,7 +644,7 @@ static int populate_insert(struct vm_area_struct *vma, unsigned long addr,
  * from the moment it is found in (or enters) the table until its PTE is
  * set, as in a fault, so that step 2 of the removal protocol waits for
  * it. No fault is counted: none happens. mmap lock held for reading.
- * *nr_new counts the pages allocated. Returns 0, -ENOMEM or -EINTR (the
+ * *nr_new counts the pages allocated. Returns 0, -ENOMEM, -EHWPOISON or -EINTR (the
  * pages allocated so far stay).
  */
 int upalloc_region_populate(struct upalloc_region *r,
@@ -781,6 +799,19 @@ bool upalloc_region_page_exclusive(struct upalloc_region *r, pgoff_t idx)
 	exclusive = page && page_share(page) == 1;
 	rcu_read_unlock();
 	return exclusive;
+}
+
+/* Does r hold a page with a memory error at idx? (A hint.) */
+bool upalloc_region_page_poisoned(struct upalloc_region *r, pgoff_t idx)
+{
+	struct page *page;
+	bool poisoned;
+
+	rcu_read_lock();
+	page = xa_load(&r->pages, idx);
+	poisoned = page && PageHWPoison(page);
+	rcu_read_unlock();
+	return poisoned;
 }
 
 /* Fill the outputs of REGION_INFO except start. */
