@@ -69,10 +69,13 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma)
 	 * VM_SPECIAL through DONTEXPAND: never merged, grown or mlocked.
 	 * VM_MIXEDMAP lets POPULATE map pages with vm_insert_pages() under
 	 * the mmap read lock (without it the core would set the flag itself,
-	 * which needs the write lock). It also makes fork copy the PTEs,
-	 * which ->open prevents by zapping the parent's first.
+	 * which needs the write lock). It also makes fork copy the PTEs;
+	 * VM_WIPEONFORK stops that (the child faults its pages in from its
+	 * own clone of the table), and ->open zaps both sides anyway, for a
+	 * program that cleared the flag with MADV_KEEPONFORK.
 	 */
-	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP, VM_MAYEXEC);
+	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP | VM_WIPEONFORK,
+			     VM_MAYEXEC);
 	return 0;
 }
 
@@ -238,8 +241,16 @@ static vm_fault_t upalloc_map_pages(struct vm_fault *vmf, pgoff_t start,
 /*
  * A new VMA points at the region: a refused mremap's temporary copy in the
  * same mm, or the child's VMA during fork (current->mm is the parent's,
- * both mmap locks are held for writing, the child's PTEs are not copied
- * yet and the child is not in i_mmap yet).
+ * both mmap locks are held for writing, the child is not in i_mmap yet).
+ *
+ * Fork must leave neither side a PTE of a page that is now shared: the
+ * parent's writable PTEs would write into the child's snapshot, and PTEs
+ * copied into the child would write into the parent's pages. Whether the
+ * core copies the page tables (copy_page_range(), skipped only with
+ * VM_WIPEONFORK, which a program can clear) before or after calling here
+ * has changed between kernel releases, stable ones included. So both
+ * sides are zapped: the parent's before any copy the core makes after
+ * this call, the child's after any copy it made before.
  */
 static void upalloc_vm_open(struct vm_area_struct *vma)
 {
@@ -254,11 +265,8 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		return;
 	}
 
-	/*
-	 * The parent's PTEs go first, whatever else happens: VM_MIXEDMAP
-	 * makes fork copy them into the child next, and a writable one would
-	 * let either side write into a page the other maps.
-	 */
+	/* Whatever else happens, neither side keeps a PTE. */
+	upalloc_zap(vma, vma->vm_start, vma->vm_end - vma->vm_start);
 	pvma = vma_lookup(r->mm, vma->vm_start);
 	if (pvma && pvma->vm_private_data == r) {
 		upalloc_zap(pvma, pvma->vm_start, pvma->vm_end - pvma->vm_start);
