@@ -114,9 +114,14 @@ struct upalloc_family {
  * ref counts the VMAs pointing at the region through vm_private_data
  * (one, except transiently during a refused mremap). mm is an identity
  * only: the region dies (->close) before its mm does.
+ * brk_lock serialises break moves, each one with the freeing of the
+ * pages it lowers the break past, so that a concurrent raise cannot
+ * bring back pages a lowering has not freed yet. Taken before any page
+ * lock and the family mutex.
  */
 struct upalloc_region {
 	struct kref ref;
+	struct mutex brk_lock;
 	struct upalloc_family *family;
 	struct upalloc_proc *proc;
 	struct mm_struct *mm;

@@ -93,6 +93,7 @@ static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp,
 		return NULL;
 	}
 	kref_init(&r->ref);
+	mutex_init(&r->brk_lock);
 	xa_init_flags(&r->pages, xa_flags);
 	r->mm = mm;
 	return r;
@@ -101,6 +102,7 @@ static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp,
 static void region_free(struct upalloc_region *r)
 {
 	xa_destroy(&r->pages);
+	mutex_destroy(&r->brk_lock);
 	upalloc_proc_put_region(r->proc);
 	kfree(r);
 }
@@ -685,13 +687,12 @@ int upalloc_region_populate(struct upalloc_region *r,
 
 /*
  * Free the pages of [first, last) (page indexes) with the removal protocol;
- * vma is r's VMA, mmap lock held. With above_brk, only pages at or above
- * the current break are taken, so that a concurrent raise of the break is
- * not undone. Returns the number of pages taken out of the table.
+ * vma is r's VMA, mmap lock held. Returns the number of pages taken out of
+ * the table.
  */
 static u64 region_remove_range(struct upalloc_region *r,
 			       struct vm_area_struct *vma, pgoff_t first,
-			       pgoff_t last, bool above_brk)
+			       pgoff_t last)
 {
 	struct upalloc_family *fam = r->family;
 	struct page *batch[UPALLOC_BATCH];
@@ -705,8 +706,6 @@ static u64 region_remove_range(struct upalloc_region *r,
 		lo = 0;
 		hi = 0;
 		mutex_lock(&fam->lock);
-		if (above_brk)
-			first = max(first, r->brk);
 		xa_for_each_range(&r->pages, idx, page, first, last - 1) {
 			xa_erase(&r->pages, idx);
 			if (!n)
@@ -753,13 +752,16 @@ u64 upalloc_region_decommit(struct upalloc_region *r,
 			    struct vm_area_struct *vma, pgoff_t first,
 			    pgoff_t last)
 {
-	return region_remove_range(r, vma, first, last, false);
+	return region_remove_range(r, vma, first, last);
 }
 
 /*
  * Move the break to new_brk pages. Raising commits the difference or fails
  * with -ENOMEM, changing nothing; lowering uncommits it and frees the
- * pages above the new break.
+ * pages above the new break before any other move of the break: a raise
+ * meanwhile would otherwise expose, below its break, pages the lowering
+ * had not freed yet. -EINTR: a fatal signal came while waiting for
+ * another move.
  */
 int upalloc_region_set_brk(struct upalloc_region *r,
 			   struct vm_area_struct *vma, pgoff_t new_brk,
@@ -769,6 +771,8 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 	pgoff_t old;
 	int err = 0;
 
+	if (mutex_lock_killable(&r->brk_lock))
+		return -EINTR;
 	mutex_lock(&fam->lock);
 	old = r->brk;
 	if (new_brk > old)
@@ -784,7 +788,8 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 	mutex_unlock(&fam->lock);
 	*old_brk = old;
 	if (!err && new_brk < old)
-		region_remove_range(r, vma, new_brk, old, true);
+		region_remove_range(r, vma, new_brk, old);
+	mutex_unlock(&r->brk_lock);
 	return err;
 }
 
