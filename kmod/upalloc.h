@@ -121,7 +121,7 @@ struct upalloc_family {
  */
 struct upalloc_region {
 	struct kref ref;
-	struct mutex brk_lock;
+	struct mutex brk_lock;		/* see above */
 	struct upalloc_family *family;
 	struct upalloc_proc *proc;
 	struct mm_struct *mm;
