@@ -34,6 +34,7 @@
 #include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
+#include <linux/sched/signal.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
@@ -276,7 +277,8 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		child = upalloc_region_clone(r, vma->vm_mm);
 	}
 	vma->vm_private_data = child;
-	if (!child)
+	/* A fatal signal fails the fork anyway: nothing to warn about. */
+	if (!child && !fatal_signal_pending(current))
 		pr_warn_ratelimited("fork: out of memory, child's region unusable\n");
 }
 

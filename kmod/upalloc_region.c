@@ -46,6 +46,14 @@
 
 /* Pages taken out of a table per round of the removal protocol. */
 #define UPALLOC_BATCH		32
+/*
+ * Table entries visited per hold of the family mutex by the walks over a
+ * whole table (fork's clone, release, REGION_INFO): between two holds
+ * they reschedule, so that a huge region neither stalls its CPU nor keeps
+ * its relatives off the mutex for long, and the clone notices a fatal
+ * signal.
+ */
+#define UPALLOC_WALK_BATCH	1024
 
 /*
  * Next base page offset. Offsets stay below 2^51 so that pgoff << PAGE_SHIFT
@@ -107,6 +115,33 @@ static void region_free(struct upalloc_region *r)
 	kfree(r);
 }
 
+/*
+ * Drop r's share and reference of every page in its table, in batches of
+ * UPALLOC_WALK_BATCH under the family mutex. The table itself is left for
+ * region_free(). Nothing else may change r's table meanwhile.
+ */
+static void table_drop_all(struct upalloc_region *r)
+{
+	struct upalloc_family *fam = r->family;
+	unsigned long idx = 0;
+	struct page *page;
+	unsigned int n;
+
+	do {
+		n = 0;
+		mutex_lock(&fam->lock);
+		xa_for_each_start(&r->pages, idx, page, idx) {
+			page_unshare(page);
+			put_page(page);
+			if (++n == UPALLOC_WALK_BATCH)
+				break;
+		}
+		mutex_unlock(&fam->lock);
+		cond_resched();
+		/* A full batch: idx is its last entry, resume after it. */
+	} while (n == UPALLOC_WALK_BATCH && ++idx);
+}
+
 static void family_put(struct upalloc_family *fam)
 {
 	if (refcount_dec_and_test(&fam->ref)) {
@@ -160,19 +195,15 @@ static void region_release(struct kref *kref)
 	struct upalloc_region *r = container_of(kref, struct upalloc_region,
 						ref);
 	struct upalloc_family *fam = r->family;
-	unsigned long nr_present, idx;
-	struct page *page;
+	unsigned long nr_present;
 	pgoff_t brk;
 
 	/* ->close runs after the VMA's PTEs are gone: no mapper is left. */
 	mutex_lock(&fam->lock);
-	xa_for_each(&r->pages, idx, page) {
-		page_unshare(page);
-		put_page(page);
-	}
 	nr_present = r->nr_present;
 	brk = r->brk;
 	mutex_unlock(&fam->lock);
+	table_drop_all(r);
 
 	upalloc_proc_pages_add(r->proc, -(long)nr_present);
 	upalloc_proc_add(r->proc, UPALLOC_STAT_PAGES_FREED, nr_present);
@@ -190,10 +221,13 @@ void upalloc_region_put(struct upalloc_region *r)
 
 /*
  * Fork: a copy of parent for the child's mm, sharing every page (share + 1
- * each). Runs from ->open with both mmap locks held for writing, so neither
- * table changes except through other family members, which the family
- * mutex excludes. Commitments are inherited even beyond the limits, since
- * fork cannot fail here. Returns NULL when memory runs out; the child's
+ * each). Runs from ->open with both mmap locks held for writing (and, with
+ * per-VMA locks, the parent's VMA write-locked), so neither table changes
+ * but through the clone itself; the share counts, which other family
+ * members change too, are changed under the family mutex, dropped every
+ * UPALLOC_WALK_BATCH entries. Commitments are inherited even beyond the
+ * limits, since fork cannot fail here. Returns NULL when memory runs out
+ * or a fatal signal is pending (the fork then fails anyway); the child's
  * mapping is then left without a region (SIGBUS on access).
  */
 struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
@@ -203,6 +237,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	struct upalloc_region *r;
 	unsigned long idx;
 	struct page *page;
+	unsigned int n;
 
 	r = region_alloc(mm, UPALLOC_FORK_GFP, 0);
 	if (!r)
@@ -213,17 +248,28 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	r->heap = parent->heap;
 	r->forked = true;
 
-	mutex_lock(&fam->lock);
-	r->brk = parent->brk;
-	xa_for_each(&parent->pages, idx, page) {
-		if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_FORK_GFP)))
-			goto out_unshare;
-		get_page(page);
-		set_page_private(page, page_private(page) + 1);
-		r->nr_present++;
-	}
+	/* From here on table_drop_all() may undo the copy. */
 	refcount_inc(&fam->ref);
-	mutex_unlock(&fam->lock);
+	r->brk = parent->brk;
+	idx = 0;
+	do {
+		n = 0;
+		mutex_lock(&fam->lock);
+		xa_for_each_start(&parent->pages, idx, page, idx) {
+			if (xa_err(xa_store(&r->pages, idx, page,
+					    UPALLOC_FORK_GFP)))
+				goto out_unlock;
+			get_page(page);
+			set_page_private(page, page_private(page) + 1);
+			r->nr_present++;
+			if (++n == UPALLOC_WALK_BATCH)
+				break;
+		}
+		mutex_unlock(&fam->lock);
+		cond_resched();
+		if (fatal_signal_pending(current))
+			goto out_drop;
+	} while (n == UPALLOC_WALK_BATCH && ++idx);
 
 	upalloc_commit(r->proc, r->brk, true);
 	upalloc_proc_pages_add(r->proc, r->nr_present);
@@ -232,12 +278,12 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	trace_region_create(r->base, r->nr_pages, r->brk, r->heap, true);
 	return r;
 
-out_unshare:
-	xa_for_each(&r->pages, idx, page) {
-		set_page_private(page, page_private(page) - 1);
-		put_page(page);
-	}
+out_unlock:
 	mutex_unlock(&fam->lock);
+out_drop:
+	/* Every share taken is one of at least two: none reaches 0. */
+	table_drop_all(r);
+	family_put(fam);
 	region_free(r);
 	return NULL;
 }
@@ -826,14 +872,26 @@ void upalloc_region_describe(struct upalloc_region *r,
 	unsigned long idx;
 	struct page *page;
 	u64 shared = 0;
+	unsigned int n;
 
 	mutex_lock(&r->family->lock);
 	info->brk = (u64)r->brk << PAGE_SHIFT;
 	info->pages_present = r->nr_present;
-	xa_for_each(&r->pages, idx, page)
-		if (page_private(page) > 1)
-			shared++;
 	mutex_unlock(&r->family->lock);
+	/* Each batch is exact; the whole is a snapshot of a moving table. */
+	idx = 0;
+	do {
+		n = 0;
+		mutex_lock(&r->family->lock);
+		xa_for_each_start(&r->pages, idx, page, idx) {
+			if (page_private(page) > 1)
+				shared++;
+			if (++n == UPALLOC_WALK_BATCH)
+				break;
+		}
+		mutex_unlock(&r->family->lock);
+		cond_resched();
+	} while (n == UPALLOC_WALK_BATCH && ++idx);
 	info->pages_shared = shared;
 	info->len = (u64)r->nr_pages << PAGE_SHIFT;
 	info->flags = (r->heap ? UPALLOC_REGION_HEAP : 0) |
