@@ -16,7 +16,10 @@
  *   page_private() and is guarded by the family mutex; the page reference
  *   count is separate, and every PTE holds its own reference, so a page is
  *   never freed while a PTE maps it. A page is writable through a PTE only
- *   while its share count is 1.
+ *   while its share count is 1. While in a table, a page has the module's
+ *   address_space as ->mapping and, whenever a region holds it alone, that
+ *   region's identity as ->index: what process-shared futexes key on
+ *   (upalloc_region.c, page_own()).
  *
  * Lock order
  *   mmap_lock (or, for faults, the VMA's per-VMA lock where the kernel has
@@ -127,6 +130,7 @@ struct upalloc_region {
 	struct mm_struct *mm;
 	struct xarray pages;
 	pgoff_t base;			/* vm_pgoff: unique offset range */
+	pgoff_t key_base;		/* page identity, see page_own() */
 	pgoff_t nr_pages;		/* reserved length in pages */
 	pgoff_t brk;			/* break in pages */
 	unsigned long nr_present;
@@ -146,6 +150,8 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma);
 bool upalloc_vma_is_ours(const struct vm_area_struct *vma);
 
 /* upalloc_region.c */
+int upalloc_pages_init(void);
+void upalloc_pages_exit(void);
 struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 					     pgoff_t nr_pages, bool heap);
 void upalloc_region_put(struct upalloc_region *r);

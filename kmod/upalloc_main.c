@@ -81,9 +81,12 @@ static int __init upalloc_init(void)
 	if (upalloc_max_pages == UPALLOC_MAX_PAGES_UNSET)
 		upalloc_max_pages = totalram_pages() / 2;
 
-	err = upalloc_stats_init();
+	err = upalloc_pages_init();
 	if (err)
 		return err;
+	err = upalloc_stats_init();
+	if (err)
+		goto out_pages;
 	err = misc_register(&upalloc_misc);
 	if (err)
 		goto out_remove_proc;
@@ -92,6 +95,8 @@ static int __init upalloc_init(void)
 
 out_remove_proc:
 	upalloc_stats_exit();
+out_pages:
+	upalloc_pages_exit();
 	return err;
 }
 
@@ -99,6 +104,7 @@ static void __exit upalloc_exit(void)
 {
 	misc_deregister(&upalloc_misc);
 	upalloc_stats_exit();
+	upalloc_pages_exit();
 }
 
 module_init(upalloc_init);

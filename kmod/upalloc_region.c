@@ -23,9 +23,12 @@
 #include <linux/atomic.h>
 #include <linux/bits.h>
 #include <linux/err.h>
+#include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/mount.h>
 #include <linux/pagemap.h>
+#include <linux/pseudo_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -62,6 +65,91 @@
 #define UPALLOC_PGOFF_LIMIT	BIT_ULL(51)
 static atomic64_t upalloc_next_pgoff = ATOMIC64_INIT(1);
 
+/*
+ * Page identity, for process-shared futexes. get_futex_key() keys a
+ * shared futex in a page that is not anonymous on (page->mapping->host,
+ * page->index), and fails with EFAULT when ->mapping is NULL. So every
+ * page in a table has as ->mapping the one address_space of the module's
+ * own pseudo filesystem inode (its a_ops only mark pages dirty, a no-op),
+ * and ->index identifies the region and the page index in it: the
+ * region's key_base, a range of its own taken from a 64-bit counter for
+ * every region and every fork clone, plus the index. The key must not
+ * change under a futex waiter and must differ between a fork parent and
+ * child: get_futex_key() first takes the page for writing, which breaks
+ * copy-on-write, and a page only becomes writable where the region holds
+ * it alone, after page_own() (on entering the table) or
+ * upalloc_region_mkwrite() (after the relatives let go) set ->index to
+ * the holder's identity. So a futex word keeps its key for as long as
+ * its region lives, across forks, like anonymous memory's (mm, address).
+ *
+ * Being the module's, ->mapping is never truncated or written back: the
+ * address_space caches no page, i_mmap is empty, and the pages are marked
+ * dirty from the start, so that nothing tries to evict them as clean
+ * page cache (the core's hwpoison handling of a fault does). ->mapping
+ * is cleared when the last table lets go of the page, before anyone else
+ * (a pin) can free it.
+ */
+#define UPALLOC_FS_MAGIC	0x75706166	/* "upaf" */
+
+static struct vfsmount *upalloc_mnt;
+static struct inode *upalloc_key_inode;
+static atomic64_t upalloc_next_key = ATOMIC64_INIT(0);
+
+static int upalloc_fs_init_fs_context(struct fs_context *fc)
+{
+	return init_pseudo(fc, UPALLOC_FS_MAGIC) ? 0 : -ENOMEM;
+}
+
+static struct file_system_type upalloc_fs_type = {
+	.name = "upalloc",
+	.init_fs_context = upalloc_fs_init_fs_context,
+	.kill_sb = kill_anon_super,
+};
+
+int upalloc_pages_init(void)
+{
+	upalloc_mnt = kern_mount(&upalloc_fs_type);
+	if (IS_ERR(upalloc_mnt))
+		return PTR_ERR(upalloc_mnt);
+	upalloc_key_inode = alloc_anon_inode(upalloc_mnt->mnt_sb);
+	if (IS_ERR(upalloc_key_inode)) {
+		kern_unmount(upalloc_mnt);
+		return PTR_ERR(upalloc_key_inode);
+	}
+	return 0;
+}
+
+void upalloc_pages_exit(void)
+{
+	iput(upalloc_key_inode);
+	kern_unmount(upalloc_mnt);
+}
+
+/* A range of nr identities for a new region or fork clone. */
+static pgoff_t key_range(pgoff_t nr)
+{
+	return atomic64_fetch_add(nr, &upalloc_next_key);
+}
+
+/*
+ * new enters r's table at idx with share 1: it becomes the module's page
+ * and r's. Called before anyone else can see new.
+ */
+static void page_own(struct upalloc_region *r, struct page *new, pgoff_t idx)
+{
+	set_page_private(new, 1);
+	new->index = r->key_base + idx;
+	SetPageDirty(new);
+	WRITE_ONCE(new->mapping, upalloc_key_inode->i_mapping);
+}
+
+/* Undo page_own() for a page that never entered a table. */
+static void page_disown(struct page *page)
+{
+	WRITE_ONCE(page->mapping, NULL);
+	set_page_private(page, 0);
+}
+
 static unsigned long page_share(struct page *page)
 {
 	return READ_ONCE(page->private);
@@ -76,7 +164,7 @@ static void page_unshare(struct page *page)
 		set_page_private(page, share - 1);
 		return;
 	}
-	set_page_private(page, 0);
+	page_disown(page);
 	upalloc_pages_live_add(-1);
 	upalloc_stat_add(UPALLOC_STAT_PAGES_FREED, 1);
 }
@@ -179,6 +267,7 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 	if (err)
 		goto out_put_family;
 
+	r->key_base = key_range(nr_pages);
 	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_CREATED, 1);
 	trace_region_create(r->base, nr_pages, r->brk, heap, false);
 	return r;
@@ -244,6 +333,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 		return NULL;
 	r->family = fam;
 	r->base = parent->base;
+	r->key_base = key_range(parent->nr_pages);
 	r->nr_pages = parent->nr_pages;
 	r->heap = parent->heap;
 	r->forked = true;
@@ -350,7 +440,7 @@ static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
 	XA_STATE(xas, &r->pages, idx);
 	int err;
 
-	set_page_private(new, 1);
+	page_own(r, new, idx);
 	do {
 		xas_lock(&xas);
 		if (idx >= r->brk) {
@@ -367,7 +457,7 @@ static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
 		/* A node could not be allocated under the lock: retry. */
 	} while (xas_nomem(&xas, UPALLOC_XA_GFP));
 	if (err)
-		set_page_private(new, 0);
+		page_disown(new);
 	return err;
 }
 
@@ -470,8 +560,8 @@ retry:
 		return 0;
 	}
 	/* Replacing a present entry allocates nothing and cannot fail. */
+	page_own(r, new, idx);
 	xa_store(&r->pages, idx, new, UPALLOC_XA_GFP);
-	set_page_private(new, 1);
 	get_page(new);
 	mutex_unlock(&fam->lock);
 
@@ -534,8 +624,8 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 		goto out_exclusive;
 	}
 	/* Replacing a present entry allocates nothing and cannot fail. */
+	page_own(r, new, idx);
 	xa_store(&r->pages, idx, new, UPALLOC_XA_GFP);
-	set_page_private(new, 1);
 	mutex_unlock(&fam->lock);
 
 	region_count_new_page(r, false);
@@ -552,6 +642,12 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 	return VM_FAULT_NOPAGE;
 
 out_exclusive:
+	/*
+	 * About to be writable here alone: the futex key becomes this
+	 * region's (the page may have entered a relative's table first).
+	 * Page lock held, no PTE writable anywhere yet.
+	 */
+	page->index = r->key_base + idx;
 	if (upgrade)
 		upalloc_count(r->proc, UPALLOC_STAT_FAULTS_MKWRITE, 1);
 	return VM_FAULT_LOCKED;
