@@ -150,18 +150,47 @@ static void page_disown(struct page *page)
 	set_page_private(page, 0);
 }
 
+/*
+ * page_private() holds the share count and PAGE_WAS_SHARED: the page was
+ * shared with a fork relative since a region last took it for writing.
+ * Such a page, even once held by one table only, is written in place only
+ * if nobody else holds a reference to it: a relative may have let its
+ * snapshot of the page out (vmsplice into a pipe, a pin) before it let go
+ * of its share, and a write in place would change what it let out. The
+ * kernel's anonymous memory has the same rule (PageAnonExclusive). A page
+ * the module knows to be pinned is copied for the child at fork instead,
+ * so the pin keeps pointing into its owner's memory.
+ */
+#define PAGE_WAS_SHARED		BIT(BITS_PER_LONG - 1)
+
 static unsigned long page_share(struct page *page)
 {
-	return READ_ONCE(page->private);
+	return READ_ONCE(page->private) & ~PAGE_WAS_SHARED;
+}
+
+/*
+ * May page be written in place by the one region holding it? extra is
+ * the number of references the caller knows of besides the table's and
+ * one per PTE.
+ */
+static bool page_reusable(struct page *page, int extra)
+{
+	unsigned long priv = READ_ONCE(page->private);
+
+	if ((priv & ~PAGE_WAS_SHARED) != 1)
+		return false;
+	if (!(priv & PAGE_WAS_SHARED))
+		return true;
+	return page_ref_count(page) <= 1 + upalloc_page_mapcount(page) + extra;
 }
 
 /* Drop one table's share of page; family mutex held. */
 static void page_unshare(struct page *page)
 {
-	unsigned long share = page_private(page);
+	unsigned long share = page_share(page);
 
 	if (share > 1) {
-		set_page_private(page, share - 1);
+		set_page_private(page, page_private(page) - 1);
 		return;
 	}
 	page_disown(page);
@@ -309,6 +338,41 @@ void upalloc_region_put(struct upalloc_region *r)
 }
 
 /*
+ * Enter page (idx of the parent's table) into the child's table r: shared
+ * (share + 1), or, when it may be pinned for DMA, as a copy of the child's
+ * own, which leaves the pinned page the parent's alone (the kernel does
+ * the same for anonymous memory). Family mutex held. Returns the page
+ * entered or NULL (out of memory).
+ */
+static struct page *clone_page(struct upalloc_region *r, pgoff_t idx,
+			       struct page *page)
+{
+	struct page *copy;
+
+	if (folio_maybe_dma_pinned(page_folio(page)) && !PageHWPoison(page)) {
+		copy = alloc_page(UPALLOC_GFP);
+		if (!copy)
+			return NULL;
+		copy_highpage(copy, page);
+		page_own(r, copy, idx);
+		if (xa_err(xa_store(&r->pages, idx, copy, UPALLOC_FORK_GFP))) {
+			page_disown(copy);
+			__free_page(copy);
+			return NULL;
+		}
+		upalloc_pages_live_add(1);
+		upalloc_stat_add(UPALLOC_STAT_PAGES_ALLOCATED, 1);
+		upalloc_stat_add(UPALLOC_STAT_COW_COPIES, 1);
+		return copy;
+	}
+	if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_FORK_GFP)))
+		return NULL;
+	get_page(page);
+	set_page_private(page, (page_private(page) + 1) | PAGE_WAS_SHARED);
+	return page;
+}
+
+/*
  * Fork: a copy of parent for the child's mm, sharing every page (share + 1
  * each). Runs from ->open with both mmap locks held for writing (and, with
  * per-VMA locks, the parent's VMA write-locked), so neither table changes
@@ -346,11 +410,9 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 		n = 0;
 		mutex_lock(&fam->lock);
 		xa_for_each_start(&parent->pages, idx, page, idx) {
-			if (xa_err(xa_store(&r->pages, idx, page,
-					    UPALLOC_FORK_GFP)))
+			page = clone_page(r, idx, page);
+			if (!page)
 				goto out_unlock;
-			get_page(page);
-			set_page_private(page, page_private(page) + 1);
 			r->nr_present++;
 			if (++n == UPALLOC_WALK_BATCH)
 				break;
@@ -371,7 +433,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 out_unlock:
 	mutex_unlock(&fam->lock);
 out_drop:
-	/* Every share taken is one of at least two: none reaches 0. */
+	/* Shares of the parent's pages drop back; copies are freed. */
 	table_drop_all(r);
 	family_put(fam);
 	region_free(r);
@@ -552,7 +614,7 @@ retry:
 		put_page(page);
 		goto retry;
 	}
-	if (page_private(page) == 1) {
+	if (page_share(page) == 1) {
 		/* The relatives dropped their shares meanwhile. */
 		mutex_unlock(&fam->lock);
 		__free_page(new);
@@ -602,7 +664,8 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 		unlock_page(page);
 		return VM_FAULT_HWPOISON;
 	}
-	if (page_share(page) == 1)
+	/* The core holds a reference for the fault (vmf->page). */
+	if (page_reusable(page, 1))
 		goto out_exclusive;
 
 	new = alloc_page(UPALLOC_GFP);
@@ -618,7 +681,7 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 		__free_page(new);
 		goto out_stale;
 	}
-	if (page_private(page) == 1) {
+	if (page_reusable(page, 1)) {
 		mutex_unlock(&fam->lock);
 		__free_page(new);
 		goto out_exclusive;
@@ -645,9 +708,15 @@ out_exclusive:
 	/*
 	 * About to be writable here alone: the futex key becomes this
 	 * region's (the page may have entered a relative's table first).
-	 * Page lock held, no PTE writable anywhere yet.
+	 * Page lock held, no PTE writable anywhere yet. It is exclusive
+	 * now: later references (pins) do not make it copied.
 	 */
 	page->index = r->key_base + idx;
+	if (page_private(page) & PAGE_WAS_SHARED) {
+		mutex_lock(&fam->lock);
+		set_page_private(page, page_private(page) & ~PAGE_WAS_SHARED);
+		mutex_unlock(&fam->lock);
+	}
 	if (upgrade)
 		upalloc_count(r->proc, UPALLOC_STAT_FAULTS_MKWRITE, 1);
 	return VM_FAULT_LOCKED;
@@ -980,7 +1049,7 @@ void upalloc_region_describe(struct upalloc_region *r,
 		n = 0;
 		mutex_lock(&r->family->lock);
 		xa_for_each_start(&r->pages, idx, page, idx) {
-			if (page_private(page) > 1)
+			if (page_share(page) > 1)
 				shared++;
 			if (++n == UPALLOC_WALK_BATCH)
 				break;
