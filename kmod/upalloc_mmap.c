@@ -9,10 +9,12 @@
  *   VM_MAYEXEC is cleared so that a later mprotect(PROT_EXEC) fails with
  *   EACCES.
  * - fork: the child gets a copy-on-write snapshot. ->open clones the table
- *   into a region of the child's mm and zaps the parent's PTEs, so that the
- *   next write of either side faults and copies the page if it is still
- *   shared. MADV_DONTFORK leaves the child without the mapping; exec drops
- *   the child's shares.
+ *   into a region of the child's mm and zaps the parent's PTEs (and the
+ *   child's, see upalloc_vm_open()), so that the next write of either side
+ *   faults and copies the page if it is still shared. MADV_DONTFORK leaves
+ *   the child without the mapping; exec drops the child's shares.
+ * - A page with a memory error (PageHWPoison) is never mapped or copied:
+ *   VM_FAULT_HWPOISON, i.e. SIGBUS with BUS_MCEERR_AR.
  * - Write-notify only once forked: a region that never took part in a fork
  *   holds every page alone, so its VMA maps pages writable on any fault and
  *   has no ->page_mkwrite (upalloc_vm_ops). The fork switches the parent's
