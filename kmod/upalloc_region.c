@@ -143,7 +143,7 @@ static void page_own(struct upalloc_region *r, struct page *new, pgoff_t idx)
 	WRITE_ONCE(new->mapping, upalloc_key_inode->i_mapping);
 }
 
-/* Undo page_own() for a page that never entered a table. */
+/* The page leaves the module: it never entered a table, or the last let go. */
 static void page_disown(struct page *page)
 {
 	WRITE_ONCE(page->mapping, NULL);
