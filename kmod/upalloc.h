@@ -16,7 +16,10 @@
  *   page_private() and is guarded by the family mutex; the page reference
  *   count is separate, and every PTE holds its own reference, so a page is
  *   never freed while a PTE maps it. A page is writable through a PTE only
- *   while its share count is 1.
+ *   while its share count is 1. While in a table, a page has the module's
+ *   address_space as ->mapping and, whenever a region holds it alone, that
+ *   region's identity as ->index: what process-shared futexes key on
+ *   (upalloc_region.c, page_own()).
  *
  * Lock order
  *   mmap_lock (or, for faults, the VMA's per-VMA lock where the kernel has
@@ -131,14 +134,20 @@ struct upalloc_family {
  * ref counts the VMAs pointing at the region through vm_private_data
  * (one, except transiently during a refused mremap). mm is an identity
  * only: the region dies (->close) before its mm does.
+ * brk_lock serialises break moves, each one with the freeing of the
+ * pages it lowers the break past, so that a concurrent raise cannot
+ * bring back pages a lowering has not freed yet. Taken before any page
+ * lock and the family mutex.
  */
 struct upalloc_region {
 	struct kref ref;
+	struct mutex brk_lock;		/* see above */
 	struct upalloc_family *family;
 	struct upalloc_proc *proc;
 	struct mm_struct *mm;
 	struct xarray pages;
 	pgoff_t base;			/* vm_pgoff: the family's range */
+	pgoff_t key_base;		/* page identity, see page_own() */
 	pgoff_t nr_pages;		/* reserved length in pages */
 	pgoff_t brk;			/* break in pages */
 	unsigned long nr_present;
@@ -159,6 +168,8 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma);
 bool upalloc_vma_is_ours(const struct vm_area_struct *vma);
 
 /* upalloc_region.c */
+int upalloc_pages_init(void);
+void upalloc_pages_exit(void);
 struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 					     pgoff_t nr_pages, bool heap);
 void upalloc_region_put(struct upalloc_region *r);
@@ -186,6 +197,7 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 			   struct vm_area_struct *vma, pgoff_t new_brk,
 			   pgoff_t *old_brk);
 bool upalloc_region_page_exclusive(struct upalloc_region *r, pgoff_t idx);
+bool upalloc_region_page_poisoned(struct upalloc_region *r, pgoff_t idx);
 void upalloc_region_describe(struct upalloc_region *r,
 			     struct upalloc_region_info *info);
 void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,

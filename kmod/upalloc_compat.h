@@ -24,6 +24,12 @@ static inline void upalloc_vm_flags_mod(struct vm_area_struct *vma,
 	vma->vm_flags = (vma->vm_flags | set) & ~clear;
 }
 
+/* How many PTEs map page (order 0): 6.1 has page_mapcount() inline. */
+static inline int upalloc_page_mapcount(struct page *page)
+{
+	return page_mapcount(page);
+}
+
 /* 6.1 exports zap_page_range(); zap_page_range_single() is static there. */
 static inline void upalloc_zap_range(struct vm_area_struct *vma,
 				     unsigned long addr, unsigned long size)
@@ -41,6 +47,12 @@ static inline void upalloc_zap_range(struct vm_area_struct *vma,
 				     unsigned long addr, unsigned long size)
 {
 	zap_page_range_single(vma, addr, size, NULL);
+}
+
+/* 6.12 dropped page_mapcount(); folio_mapcount() is inline there. */
+static inline int upalloc_page_mapcount(struct page *page)
+{
+	return folio_mapcount(page_folio(page));
 }
 #endif
 

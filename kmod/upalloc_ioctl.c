@@ -102,6 +102,9 @@ static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 		err = fixup_user_fault(vma->vm_mm,
 				       vma->vm_start + (idx << PAGE_SHIFT),
 				       flags, NULL);
+		/* The core reports a memory error as EFAULT here. */
+		if (err == -EFAULT && upalloc_region_page_poisoned(r, idx))
+			err = -EHWPOISON;
 		if (err)
 			return err;
 		cond_resched();

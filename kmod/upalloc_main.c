@@ -99,9 +99,12 @@ static int __init upalloc_init(void)
 		upalloc_max_pages_per_user = upalloc_max_pages / 4 * 3;
 
 	upalloc_pgoff_init();
+	err = upalloc_pages_init();
+	if (err)
+		goto out_pgoff;
 	err = upalloc_stats_init();
 	if (err)
-		return err;
+		goto out_pages;
 	err = misc_register(&upalloc_misc);
 	if (err)
 		goto out_remove_proc;
@@ -110,6 +113,10 @@ static int __init upalloc_init(void)
 
 out_remove_proc:
 	upalloc_stats_exit();
+out_pages:
+	upalloc_pages_exit();
+out_pgoff:
+	upalloc_pgoff_exit();
 	return err;
 }
 
@@ -117,6 +124,7 @@ static void __exit upalloc_exit(void)
 {
 	misc_deregister(&upalloc_misc);
 	upalloc_stats_exit();
+	upalloc_pages_exit();
 	upalloc_pgoff_exit();
 }
 

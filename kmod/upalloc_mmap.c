@@ -9,10 +9,12 @@
  *   VM_MAYEXEC is cleared so that a later mprotect(PROT_EXEC) fails with
  *   EACCES.
  * - fork: the child gets a copy-on-write snapshot. ->open clones the table
- *   into a region of the child's mm and zaps the parent's PTEs, so that the
- *   next write of either side faults and copies the page if it is still
- *   shared. MADV_DONTFORK leaves the child without the mapping; exec drops
- *   the child's shares.
+ *   into a region of the child's mm and zaps the parent's PTEs (and the
+ *   child's, see upalloc_vm_open()), so that the next write of either side
+ *   faults and copies the page if it is still shared. MADV_DONTFORK leaves
+ *   the child without the mapping; exec drops the child's shares.
+ * - A page with a memory error (PageHWPoison) is never mapped or copied:
+ *   VM_FAULT_HWPOISON, i.e. SIGBUS with BUS_MCEERR_AR.
  * - Write-notify only once forked: a region that never took part in a fork
  *   holds every page alone, so its VMA maps pages writable on any fault and
  *   has no ->page_mkwrite (upalloc_vm_ops). The fork switches the parent's
@@ -34,6 +36,7 @@
 #include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
+#include <linux/sched/signal.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
@@ -69,10 +72,13 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma)
 	 * VM_SPECIAL through DONTEXPAND: never merged, grown or mlocked.
 	 * VM_MIXEDMAP lets POPULATE map pages with vm_insert_pages() under
 	 * the mmap read lock (without it the core would set the flag itself,
-	 * which needs the write lock). It also makes fork copy the PTEs,
-	 * which ->open prevents by zapping the parent's first.
+	 * which needs the write lock). It also makes fork copy the PTEs;
+	 * VM_WIPEONFORK stops that (the child faults its pages in from its
+	 * own clone of the table), and ->open zaps both sides anyway, for a
+	 * program that cleared the flag with MADV_KEEPONFORK.
 	 */
-	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP, VM_MAYEXEC);
+	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP | VM_WIPEONFORK,
+			     VM_MAYEXEC);
 	return 0;
 }
 
@@ -167,6 +173,16 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 			return VM_FAULT_NOPAGE;
 		}
 		ret = VM_FAULT_LOCKED;
+		/*
+		 * A memory error: never map the page. Handing it to the core
+		 * instead would oops: __do_fault() unmaps a poisoned page
+		 * through page->mapping, which the module's pages lack.
+		 */
+		if (PageHWPoison(page)) {
+			unlock_page(page);
+			put_page(page);
+			ret = VM_FAULT_HWPOISON;
+		}
 	}
 	if (ret == VM_FAULT_LOCKED) {
 		if (vmf->vma->vm_ops == &upalloc_vm_ops)
@@ -178,7 +194,7 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	/* Migrated to a CPU whose clock lags: count it as immediate. */
 	ns = max_t(s64, sched_clock() - start, 0);
 	trace_fault(r->base, addr, idx, write, ret, ns);
-	if (ret == VM_FAULT_SIGBUS)
+	if (ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON))
 		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
 	upalloc_count(r->proc, write ? UPALLOC_STAT_FAULTS_WRITE :
 		      UPALLOC_STAT_FAULTS_READ, 1);
@@ -228,8 +244,16 @@ static vm_fault_t upalloc_map_pages(struct vm_fault *vmf, pgoff_t start,
 /*
  * A new VMA points at the region: a refused mremap's temporary copy in the
  * same mm, or the child's VMA during fork (current->mm is the parent's,
- * both mmap locks are held for writing, the child's PTEs are not copied
- * yet and the child is not in i_mmap yet).
+ * both mmap locks are held for writing, the child is not in i_mmap yet).
+ *
+ * Fork must leave neither side a PTE of a page that is now shared: the
+ * parent's writable PTEs would write into the child's snapshot, and PTEs
+ * copied into the child would write into the parent's pages. Whether the
+ * core copies the page tables (copy_page_range(), skipped only with
+ * VM_WIPEONFORK, which a program can clear) before or after calling here
+ * has changed between kernel releases, stable ones included. So both
+ * sides are zapped: the parent's before any copy the core makes after
+ * this call, the child's after any copy it made before.
  */
 static void upalloc_vm_open(struct vm_area_struct *vma)
 {
@@ -244,11 +268,8 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		return;
 	}
 
-	/*
-	 * The parent's PTEs go first, whatever else happens: VM_MIXEDMAP
-	 * makes fork copy them into the child next, and a writable one would
-	 * let either side write into a page the other maps.
-	 */
+	/* Whatever else happens, neither side keeps a PTE. */
+	upalloc_zap(vma, vma->vm_start, vma->vm_end - vma->vm_start);
 	pvma = vma_lookup(r->mm, vma->vm_start);
 	if (pvma && pvma->vm_private_data == r) {
 		upalloc_zap(pvma, pvma->vm_start, pvma->vm_end - pvma->vm_start);
@@ -258,7 +279,8 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		child = upalloc_region_clone(r, vma->vm_mm);
 	}
 	vma->vm_private_data = child;
-	if (!child)
+	/* A fatal signal fails the fork anyway: nothing to warn about. */
+	if (!child && !fatal_signal_pending(current))
 		pr_warn_ratelimited("fork: out of memory or over a commit limit, child's region unusable\n");
 }
 
