@@ -79,7 +79,9 @@ static int range_check(const struct upalloc_range *rg)
  * the fault path, so that touching it takes no fault: writable where the
  * region holds the page alone, read-only where the page is still shared
  * with a fork relative (populating never copies: the first write does, as
- * it would anyway). These faults count like any other.
+ * it would anyway), and not at all where such a page would have to be
+ * mapped read-only in a VMA without VM_READ (PROT_WRITE only). These
+ * faults count like any other.
  */
 static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 			pgoff_t last)
@@ -98,6 +100,14 @@ static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 			return -EINTR;
 		flags = writable && upalloc_region_page_exclusive(r, idx) ?
 			FAULT_FLAG_WRITE : 0;
+		/*
+		 * Shared with a relative in a VMA without VM_READ: it could
+		 * only be mapped for writing, which needs a copy, and the
+		 * core refuses the read fault (EFAULT). Its first write maps
+		 * it.
+		 */
+		if (!flags && !(vma->vm_flags & VM_READ))
+			continue;
 		/* No unlock pointer: the mmap lock stays held throughout. */
 		err = fixup_user_fault(vma->vm_mm,
 				       vma->vm_start + (idx << PAGE_SHIFT),

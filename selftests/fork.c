@@ -305,6 +305,44 @@ TEST_F(fork, populate_in_child_reports_what_it_allocates)
 	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
 }
 
+/*
+ * POPULATE of a forked region mapped PROT_WRITE only: a page still shared
+ * with a relative cannot be mapped for writing without a copy, which
+ * populating never makes, and the VMA allows no read mapping either, so
+ * the page is left to its first write. The absent pages are allocated and
+ * mapped; the call succeeds on both sides of the fork.
+ */
+TEST_F(fork, populate_of_shared_write_only_region_succeeds)
+{
+	char *p = self->p;
+	uint64_t nr = 0;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 1, 3);		/* 1 page shared after fork, 7 absent */
+	ASSERT_EQ(0, mprotect(p, PAGES(NPAGES), PROT_WRITE));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		uint64_t cnr = 0;
+
+		CHILD_CHECK(upa_populate(self->fd, p, PAGES(NPAGES), &cnr) == 0);
+		CHILD_CHECK(cnr == NPAGES - 1);
+		CHILD_CHECK(mprotect(p, PAGES(NPAGES), PROT_READ | PROT_WRITE) == 0);
+		CHILD_CHECK(check_pages(p, 0, 1, 3) == -1);
+		CHILD_CHECK(check_zero_pages(p, 1, NPAGES - 1) == -1);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(0, upa_populate(self->fd, p, PAGES(NPAGES), &nr)) {
+		TH_LOG("populate: %s", strerror(errno));
+	}
+	EXPECT_EQ(NPAGES - 1, nr);
+	ASSERT_EQ(0, mprotect(p, PAGES(NPAGES), PROT_READ | PROT_WRITE));
+	EXPECT_EQ(-1, check_pages(p, 0, 1, 3));
+	EXPECT_EQ(-1, check_zero_pages(p, 1, NPAGES - 1));
+}
+
 /* The parent giving pages back (decommit, lower break) leaves the child's. */
 TEST_F(fork, parent_decommit_and_brk_leave_child_snapshot)
 {

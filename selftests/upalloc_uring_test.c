@@ -198,6 +198,52 @@ TEST_F(uring, populate_forced_async_matches_ioctl)
 	check_populate_twins(_metadata, self, 16, 2, 6, IOSQE_ASYNC);
 }
 
+/*
+ * POPULATE through the ring of a forked region mapped PROT_WRITE only,
+ * with a page still shared with the child: that page is left to its first
+ * write (no copy, no read mapping allowed), the others are allocated; the
+ * command succeeds like the ioctl does, inline and from io-wq.
+ */
+TEST_F(uring, populate_of_shared_write_only_region_succeeds)
+{
+	const unsigned int flags[] = { 0, IOSQE_ASYNC };
+	struct upalloc_range rg;
+	unsigned int i;
+	int hold[2];
+	char *p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	for (i = 0; i < 2; i++) {
+		p = upa_map(self->fd, PAGES(8), 0);
+		ASSERT_NE(NULL, p);
+		fill_pages(p, 0, 1, 5);
+		ASSERT_EQ(0, mprotect(p, PAGES(8), PROT_WRITE));
+		ASSERT_EQ(0, pipe(hold));
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			char c;
+
+			/* Keep the share until the parent is done. */
+			close(hold[1]);
+			_exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
+		}
+		close(hold[0]);
+		rg = range_of(p, PAGES(8));
+		EXPECT_EQ(0, ring_cmd_full(&self->ring, self->fd,
+					   UPALLOC_IOC_POPULATE, &rg, 0,
+					   flags[i])) TH_LOG("sqe flags %#x", flags[i]);
+		EXPECT_EQ(7, rg.nr_pages);
+		close(hold[1]);
+		EXPECT_EQ(0, wait_child_ok(pid));
+		ASSERT_EQ(0, mprotect(p, PAGES(8), PROT_READ | PROT_WRITE));
+		EXPECT_EQ(-1, check_pages(p, 0, 1, 5));
+		EXPECT_EQ(-1, check_zero_pages(p, 1, 7));
+		ASSERT_EQ(0, munmap(p, PAGES(8)));
+	}
+}
+
 static void check_decommit_twins(struct __test_metadata *_metadata,
 				 FIXTURE_DATA(uring) *self, size_t n,
 				 size_t first, size_t count)
