@@ -33,9 +33,11 @@
 
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/memcontrol.h>
 #include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 
 #include "upalloc.h"
@@ -133,8 +135,37 @@ static vm_fault_t upalloc_fault_insert(struct vm_fault *vmf,
 	return VM_FAULT_SIGBUS;
 }
 
+/*
+ * Memory the module allocates for a region is charged to the memcg of the
+ * region's process, also when another process faults it in (ptrace,
+ * process_vm_readv/writev, /proc/PID/mem): that process's memcg is made
+ * the active one around the allocation. A fault of the process itself, or
+ * of an io_uring worker sharing its mm, charges the current task's memcg
+ * as usual. Returns the memcg to pass to owner_charge_end(), or NULL.
+ */
+static struct mem_cgroup *owner_charge_begin(struct vm_area_struct *vma,
+					     struct mem_cgroup **old)
+{
+	struct mem_cgroup *memcg;
+
+	if (current->mm == vma->vm_mm)
+		return NULL;
+	memcg = get_mem_cgroup_from_mm(vma->vm_mm);
+	*old = set_active_memcg(memcg);
+	return memcg;
+}
+
+static void owner_charge_end(struct mem_cgroup *memcg, struct mem_cgroup *old)
+{
+	if (!memcg)
+		return;
+	set_active_memcg(old);
+	mem_cgroup_put(memcg);
+}
+
 static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 {
+	struct mem_cgroup *memcg, *old_memcg = NULL;
 	struct upalloc_region *r = vmf->vma->vm_private_data;
 	bool write = vmf->flags & FAULT_FLAG_WRITE;
 	unsigned long addr = vmf->address & PAGE_MASK;
@@ -158,7 +189,9 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	if (!r)
 		return VM_FAULT_SIGBUS;
 	idx = vmf->pgoff - r->base;
+	memcg = owner_charge_begin(vmf->vma, &old_memcg);
 	ret = upalloc_region_fault_page(r, vmf->vma, addr, idx, write, &page);
+	owner_charge_end(memcg, old_memcg);
 	if (ret == VM_FAULT_OOM)
 		return ret;
 	/* A core dump skipping a hole: not a fault of the program's. */
@@ -205,6 +238,8 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
 {
 	struct upalloc_region *r = vmf->vma->vm_private_data;
+	struct mem_cgroup *memcg, *old_memcg = NULL;
+	vm_fault_t ret;
 	bool upgrade;
 
 	if (!r)
@@ -215,9 +250,11 @@ static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
 	 * tell: do_page_mkwrite() overwrites them.)
 	 */
 	upgrade = pte_present(vmf->orig_pte);
-	return upalloc_region_mkwrite(r, vmf->vma, vmf->address & PAGE_MASK,
-				      vmf->pgoff - r->base, vmf->page,
-				      upgrade);
+	memcg = owner_charge_begin(vmf->vma, &old_memcg);
+	ret = upalloc_region_mkwrite(r, vmf->vma, vmf->address & PAGE_MASK,
+				     vmf->pgoff - r->base, vmf->page, upgrade);
+	owner_charge_end(memcg, old_memcg);
+	return ret;
 }
 
 #ifdef CONFIG_PER_VMA_LOCK

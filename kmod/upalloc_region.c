@@ -41,11 +41,19 @@
 #define UPALLOC_GFP		(GFP_HIGHUSER | __GFP_ACCOUNT)
 #define UPALLOC_XA_GFP		GFP_KERNEL_ACCOUNT
 /*
- * A fork clone's bookkeeping is not charged: a memcg at its limit must not
- * leave the child with an unusable region (->open cannot fail the fork).
- * Its pages are shared and stay charged where they were allocated.
+ * A fork clone's table is charged like the rest of the child's memory
+ * (its page tables, VMAs): ->open runs in the forking process, whose
+ * memcg is the one the child joins (cgroup_post_fork(), after the copy of
+ * the mm; only clone3(CLONE_INTO_CGROUP) picks another, and then the
+ * table stays charged to the parent's, as kernel memory charges never
+ * move). The child's mm cannot name its memcg yet: its owner is not in
+ * its cgroup during the copy. Over the limit, the memcg reclaims or
+ * OOM-kills like for the rest of the fork; if the table still cannot be
+ * had, the child's region is left unusable (->open cannot fail the fork).
+ * The shared pages stay charged where they were allocated; copies of
+ * pinned pages are charged to the forking process's memcg too.
  */
-#define UPALLOC_FORK_GFP	GFP_KERNEL
+#define UPALLOC_FORK_GFP	GFP_KERNEL_ACCOUNT
 
 /* Pages taken out of a table per round of the removal protocol. */
 #define UPALLOC_BATCH		32
@@ -387,7 +395,7 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	struct page *page;
 	unsigned int n;
 
-	r = region_alloc(mm, UPALLOC_FORK_GFP, 0);
+	r = region_alloc(mm, UPALLOC_FORK_GFP, XA_FLAGS_ACCOUNT);
 	if (!r)
 		return NULL;
 	r->family = fam;
