@@ -16,7 +16,10 @@
  *   page_private() and is guarded by the family mutex; the page reference
  *   count is separate, and every PTE holds its own reference, so a page is
  *   never freed while a PTE maps it. A page is writable through a PTE only
- *   while its share count is 1.
+ *   while its share count is 1. While in a table, a page has the module's
+ *   address_space as ->mapping and, whenever a region holds it alone, that
+ *   region's identity as ->index: what process-shared futexes key on
+ *   (upalloc_region.c, page_own()).
  *
  * Lock order
  *   mmap_lock (or, for faults, the VMA's per-VMA lock where the kernel has
@@ -77,17 +80,33 @@ struct upalloc_counters {
  * upalloc_commit_lock; pages_live_peak (live count and its peak in one
  * word, see upalloc_stats.c) atomic; stats per-CPU.
  * Lifetime: the record holds an mmgrab() reference, so mm stays a unique
- * identity; it is freed once it has no regions and the mm is dead
- * (mm_users == 0), or at module exit.
+ * identity; it is unhashed once it has no regions and the mm is dead
+ * (mm_users == 0), or at module exit, and freed when ref (one for the
+ * hash table, one per reader of /proc/upalloc/processes formatting it)
+ * drops to 0.
  */
 struct upalloc_proc {
 	struct hlist_node node;
+	refcount_t ref;
+	struct upalloc_user *user;	/* charged for committed */
 	struct mm_struct *mm;
 	pid_t tgid;			/* creator, if MEMCG has no mm->owner */
 	long regions;
 	long committed;			/* pages */
 	atomic64_t pages_live_peak;
 	struct upalloc_counters __percpu *stats;
+};
+
+/*
+ * A user's commitments: the sum of committed over the records created by
+ * processes whose real uid is uid. committed is under
+ * upalloc_commit_lock, node under upalloc_procs_lock; records live until
+ * module exit.
+ */
+struct upalloc_user {
+	struct hlist_node node;
+	kuid_t uid;
+	long committed;			/* pages */
 };
 
 /*
@@ -102,6 +121,7 @@ struct upalloc_proc {
 struct upalloc_family {
 	struct mutex lock;		/* see above */
 	refcount_t ref;
+	pgoff_t base;			/* its offset range (upalloc_pgoff.c) */
 };
 
 /*
@@ -114,14 +134,20 @@ struct upalloc_family {
  * ref counts the VMAs pointing at the region through vm_private_data
  * (one, except transiently during a refused mremap). mm is an identity
  * only: the region dies (->close) before its mm does.
+ * brk_lock serialises break moves, each one with the freeing of the
+ * pages it lowers the break past, so that a concurrent raise cannot
+ * bring back pages a lowering has not freed yet. Taken before any page
+ * lock and the family mutex.
  */
 struct upalloc_region {
 	struct kref ref;
+	struct mutex brk_lock;		/* see above */
 	struct upalloc_family *family;
 	struct upalloc_proc *proc;
 	struct mm_struct *mm;
 	struct xarray pages;
-	pgoff_t base;			/* vm_pgoff: unique offset range */
+	pgoff_t base;			/* vm_pgoff: the family's range */
+	pgoff_t key_base;		/* page identity, see page_own() */
 	pgoff_t nr_pages;		/* reserved length in pages */
 	pgoff_t brk;			/* break in pages */
 	unsigned long nr_present;
@@ -132,6 +158,7 @@ struct upalloc_region {
 /* Module parameters (upalloc_main.c). */
 extern unsigned long upalloc_max_pages;
 extern unsigned long upalloc_max_pages_per_process;
+extern unsigned long upalloc_max_pages_per_user;
 extern unsigned long upalloc_max_region_pages;
 
 /* upalloc_mmap.c */
@@ -141,6 +168,8 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma);
 bool upalloc_vma_is_ours(const struct vm_area_struct *vma);
 
 /* upalloc_region.c */
+int upalloc_pages_init(void);
+void upalloc_pages_exit(void);
 struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 					     pgoff_t nr_pages, bool heap);
 void upalloc_region_put(struct upalloc_region *r);
@@ -168,10 +197,17 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 			   struct vm_area_struct *vma, pgoff_t new_brk,
 			   pgoff_t *old_brk);
 bool upalloc_region_page_exclusive(struct upalloc_region *r, pgoff_t idx);
+bool upalloc_region_page_poisoned(struct upalloc_region *r, pgoff_t idx);
 void upalloc_region_describe(struct upalloc_region *r,
 			     struct upalloc_region_info *info);
 void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,
 		 unsigned long size);
+
+/* upalloc_pgoff.c */
+void upalloc_pgoff_init(void);
+int upalloc_pgoff_alloc(pgoff_t nr_pages, pgoff_t *base);
+void upalloc_pgoff_free(pgoff_t base);
+void upalloc_pgoff_exit(void);
 
 /* upalloc_stats.c */
 int upalloc_stats_init(void);
@@ -186,10 +222,22 @@ void upalloc_proc_pages_add(struct upalloc_proc *proc, long n);
 struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp);
 void upalloc_proc_put_region(struct upalloc_proc *proc);
 int upalloc_commit(struct upalloc_proc *proc, long pages, bool force);
+int upalloc_commit_fork(struct upalloc_proc *proc, long pages);
 void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);
 
 /* upalloc_ioctl.c */
+/* The input of a command, as read once from the user (ioctl or io_uring). */
+union upalloc_cmd_args {
+	struct upalloc_range range;
+	struct upalloc_brk brk;
+	struct upalloc_region_info info;
+};
+
 long upalloc_do_cmd(struct file *file, unsigned int cmd, void __user *arg);
+int upalloc_cmd_copy_in(unsigned int cmd, void __user *arg,
+			union upalloc_cmd_args *a);
+long upalloc_cmd_run(unsigned int cmd, union upalloc_cmd_args *a,
+		     void __user *arg);
 int upalloc_cmd_lookup(u64 addr, u64 len, struct vm_area_struct **vmap,
 		       struct upalloc_region **rp);
 

@@ -79,7 +79,9 @@ static int range_check(const struct upalloc_range *rg)
  * the fault path, so that touching it takes no fault: writable where the
  * region holds the page alone, read-only where the page is still shared
  * with a fork relative (populating never copies: the first write does, as
- * it would anyway). These faults count like any other.
+ * it would anyway), and not at all where such a page would have to be
+ * mapped read-only in a VMA without VM_READ (PROT_WRITE only). These
+ * faults count like any other.
  */
 static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 			pgoff_t last)
@@ -94,14 +96,25 @@ static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 	if (!(vma->vm_flags & (VM_READ | VM_WRITE)))
 		return 0;
 	for (idx = first; idx < last; idx++) {
-		if (fatal_signal_pending(current))
+		if (upalloc_should_stop())
 			return -EINTR;
 		flags = writable && upalloc_region_page_exclusive(r, idx) ?
 			FAULT_FLAG_WRITE : 0;
+		/*
+		 * Shared with a relative in a VMA without VM_READ: it could
+		 * only be mapped for writing, which needs a copy, and the
+		 * core refuses the read fault (EFAULT). Its first write maps
+		 * it.
+		 */
+		if (!flags && !(vma->vm_flags & VM_READ))
+			continue;
 		/* No unlock pointer: the mmap lock stays held throughout. */
 		err = fixup_user_fault(vma->vm_mm,
 				       vma->vm_start + (idx << PAGE_SHIFT),
 				       flags, NULL);
+		/* The core reports a memory error as EFAULT here. */
+		if (err == -EFAULT && upalloc_region_page_poisoned(r, idx))
+			err = -EHWPOISON;
 		if (err)
 			return err;
 		cond_resched();
@@ -110,18 +123,17 @@ static int populate_map(struct vm_area_struct *vma, pgoff_t first,
 }
 
 /* POPULATE and DECOMMIT: a page range below the break. */
-static long cmd_range(void __user *arg, bool populate)
+static long cmd_range(struct upalloc_range *rgp, void __user *arg,
+		      bool populate)
 {
 	struct mm_struct *mm = current->mm;
+	struct upalloc_range rg = *rgp;
 	struct vm_area_struct *vma;
-	struct upalloc_range rg;
 	struct upalloc_region *r;
 	pgoff_t first, last;
 	u64 nr = 0;
 	int err;
 
-	if (copy_from_user(&rg, arg, sizeof(rg)))
-		return -EFAULT;
 	err = range_check(&rg);
 	if (err)
 		return err;
@@ -157,17 +169,15 @@ out_unlock:
 	return copy_to_user(arg, &rg, sizeof(rg)) ? -EFAULT : 0;
 }
 
-static long cmd_set_brk(void __user *arg)
+static long cmd_set_brk(struct upalloc_brk *bp, void __user *arg)
 {
 	struct mm_struct *mm = current->mm;
+	struct upalloc_brk b = *bp;
 	struct vm_area_struct *vma;
 	struct upalloc_region *r;
-	struct upalloc_brk b;
 	pgoff_t old = 0;
 	int err;
 
-	if (copy_from_user(&b, arg, sizeof(b)))
-		return -EFAULT;
 	if ((b.flags & ~UPALLOC_BRK_QUERY) || b.reserved0 ||
 	    !is_zeroed(b.reserved, sizeof(b.reserved)))
 		return -EINVAL;
@@ -196,16 +206,15 @@ out_unlock:
 	return copy_to_user(arg, &b, sizeof(b)) ? -EFAULT : 0;
 }
 
-static long cmd_region_info(void __user *arg)
+static long cmd_region_info(struct upalloc_region_info *infop,
+			    void __user *arg)
 {
+	struct upalloc_region_info info = *infop;
 	struct mm_struct *mm = current->mm;
-	struct upalloc_region_info info;
 	struct vm_area_struct *vma;
 	struct upalloc_region *r;
 	int err;
 
-	if (copy_from_user(&info, arg, sizeof(info)))
-		return -EFAULT;
 	if (info.reserved0 || !is_zeroed(info.reserved, sizeof(info.reserved)))
 		return -EINVAL;
 	if (!mm)
@@ -231,22 +240,66 @@ static long cmd_proc_stats(void __user *arg)
 	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
-long upalloc_do_cmd(struct file *file, unsigned int cmd, void __user *arg)
+/*
+ * Read the input of cmd from arg, once: every decision about the command
+ * (io_uring's inline or io-wq, upalloc_uring.c) and its execution use this
+ * copy, so a concurrent write to the user's structure cannot make them
+ * disagree. Commands without input copy nothing.
+ */
+int upalloc_cmd_copy_in(unsigned int cmd, void __user *arg,
+			union upalloc_cmd_args *a)
+{
+	size_t size;
+
+	switch (cmd) {
+	case UPALLOC_IOC_POPULATE:
+	case UPALLOC_IOC_DECOMMIT:
+		size = sizeof(a->range);
+		break;
+	case UPALLOC_IOC_SET_BRK:
+		size = sizeof(a->brk);
+		break;
+	case UPALLOC_IOC_REGION_INFO:
+		size = sizeof(a->info);
+		break;
+	case UPALLOC_IOC_VERSION:
+	case UPALLOC_IOC_PROC_STATS:
+		return 0;
+	default:
+		return -ENOTTY;
+	}
+	return copy_from_user(a, arg, size) ? -EFAULT : 0;
+}
+
+/* Run cmd on its input a (from upalloc_cmd_copy_in()); outputs go to arg. */
+long upalloc_cmd_run(unsigned int cmd, union upalloc_cmd_args *a,
+		     void __user *arg)
 {
 	switch (cmd) {
 	case UPALLOC_IOC_VERSION:
 		return cmd_version(arg);
 	case UPALLOC_IOC_POPULATE:
-		return cmd_range(arg, true);
+		return cmd_range(&a->range, arg, true);
 	case UPALLOC_IOC_DECOMMIT:
-		return cmd_range(arg, false);
+		return cmd_range(&a->range, arg, false);
 	case UPALLOC_IOC_SET_BRK:
-		return cmd_set_brk(arg);
+		return cmd_set_brk(&a->brk, arg);
 	case UPALLOC_IOC_REGION_INFO:
-		return cmd_region_info(arg);
+		return cmd_region_info(&a->info, arg);
 	case UPALLOC_IOC_PROC_STATS:
 		return cmd_proc_stats(arg);
 	default:
 		return -ENOTTY;
 	}
+}
+
+long upalloc_do_cmd(struct file *file, unsigned int cmd, void __user *arg)
+{
+	union upalloc_cmd_args a;
+	int err;
+
+	err = upalloc_cmd_copy_in(cmd, arg, &a);
+	if (err)
+		return err;
+	return upalloc_cmd_run(cmd, &a, arg);
 }

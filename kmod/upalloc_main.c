@@ -8,14 +8,21 @@
  *                          Default: half of RAM at load time, because the
  *                          module's pages cannot be swapped or reclaimed.
  *   max_pages_per_process  commit limit per process (mm), 0 = unlimited.
+ *                          Default: half of max_pages.
+ *   max_pages_per_user     commit limit per real uid, over all of its
+ *                          processes, 0 = unlimited. Default: 3/4 of
+ *                          max_pages, so that one user cannot starve the
+ *                          others.
  *   max_region_pages       the largest region an mmap accepts.
  *   uring_inline_pages     io_uring commands that allocate or free more
  *                          pages run in io-wq (upalloc_uring.c).
  * Memory is committed when a region is created (its whole length, or
  * nothing for a MAP_NORESERVE heap) or its break is raised; over a limit
  * the mmap or break move fails with ENOMEM. A fork child inherits its
- * parent's commitments even beyond the limits (fork cannot fail there);
- * they are counted, so the child's later raises see them.
+ * parent's commitments beyond max_pages_per_process (they were within it
+ * in the parent), but not past max_pages or max_pages_per_user: a region
+ * whose copy would exceed them is left without memory in the child (any
+ * access raises SIGBUS), since fork cannot fail there.
  *
  * The device file pins the module (.owner), and every mapping holds the
  * file, so rmmod is refused while a descriptor or a mapping exists.
@@ -33,7 +40,7 @@
 #define CREATE_TRACE_POINTS
 #include "upalloc_trace.h"
 
-/* max_pages as loaded when the user gave no value: replaced by RAM / 2. */
+/* A limit the user gave no value at load: replaced by its default. */
 #define UPALLOC_MAX_PAGES_UNSET	ULONG_MAX
 
 unsigned long upalloc_max_pages = UPALLOC_MAX_PAGES_UNSET;
@@ -41,11 +48,17 @@ module_param_named(max_pages, upalloc_max_pages, ulong, 0644);
 MODULE_PARM_DESC(max_pages,
 		 "Global commit limit in pages, 0 = unlimited (default: half of RAM)");
 
-unsigned long upalloc_max_pages_per_process;
+unsigned long upalloc_max_pages_per_process = UPALLOC_MAX_PAGES_UNSET;
 module_param_named(max_pages_per_process, upalloc_max_pages_per_process,
 		   ulong, 0644);
 MODULE_PARM_DESC(max_pages_per_process,
-		 "Commit limit per process in pages, 0 = unlimited (default)");
+		 "Commit limit per process in pages, 0 = unlimited (default: max_pages / 2)");
+
+unsigned long upalloc_max_pages_per_user = UPALLOC_MAX_PAGES_UNSET;
+module_param_named(max_pages_per_user, upalloc_max_pages_per_user,
+		   ulong, 0644);
+MODULE_PARM_DESC(max_pages_per_user,
+		 "Commit limit per user (real uid) in pages, 0 = unlimited (default: max_pages * 3 / 4)");
 
 /* 256 GiB of 4 KiB pages: far more than any heap, far below 2^51. */
 unsigned long upalloc_max_region_pages = 1UL << 26;
@@ -80,10 +93,18 @@ static int __init upalloc_init(void)
 
 	if (upalloc_max_pages == UPALLOC_MAX_PAGES_UNSET)
 		upalloc_max_pages = totalram_pages() / 2;
+	if (upalloc_max_pages_per_process == UPALLOC_MAX_PAGES_UNSET)
+		upalloc_max_pages_per_process = upalloc_max_pages / 2;
+	if (upalloc_max_pages_per_user == UPALLOC_MAX_PAGES_UNSET)
+		upalloc_max_pages_per_user = upalloc_max_pages / 4 * 3;
 
+	upalloc_pgoff_init();
+	err = upalloc_pages_init();
+	if (err)
+		goto out_pgoff;
 	err = upalloc_stats_init();
 	if (err)
-		return err;
+		goto out_pages;
 	err = misc_register(&upalloc_misc);
 	if (err)
 		goto out_remove_proc;
@@ -93,6 +114,10 @@ static int __init upalloc_init(void)
 
 out_remove_proc:
 	upalloc_stats_exit();
+out_pages:
+	upalloc_pages_exit();
+out_pgoff:
+	upalloc_pgoff_exit();
 	return err;
 }
 
@@ -100,6 +125,8 @@ static void __exit upalloc_exit(void)
 {
 	misc_deregister(&upalloc_misc);
 	upalloc_stats_exit();
+	upalloc_pages_exit();
+	upalloc_pgoff_exit();
 }
 
 module_init(upalloc_init);

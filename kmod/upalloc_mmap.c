@@ -9,10 +9,12 @@
  *   VM_MAYEXEC is cleared so that a later mprotect(PROT_EXEC) fails with
  *   EACCES.
  * - fork: the child gets a copy-on-write snapshot. ->open clones the table
- *   into a region of the child's mm and zaps the parent's PTEs, so that the
- *   next write of either side faults and copies the page if it is still
- *   shared. MADV_DONTFORK leaves the child without the mapping; exec drops
- *   the child's shares.
+ *   into a region of the child's mm and zaps the parent's PTEs (and the
+ *   child's, see upalloc_vm_open()), so that the next write of either side
+ *   faults and copies the page if it is still shared. MADV_DONTFORK leaves
+ *   the child without the mapping; exec drops the child's shares.
+ * - A page with a memory error (PageHWPoison) is never mapped or copied:
+ *   VM_FAULT_HWPOISON, i.e. SIGBUS with BUS_MCEERR_AR.
  * - Write-notify only once forked: a region that never took part in a fork
  *   holds every page alone, so its VMA maps pages writable on any fault and
  *   has no ->page_mkwrite (upalloc_vm_ops). The fork switches the parent's
@@ -31,9 +33,12 @@
 
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/memcontrol.h>
 #include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
@@ -69,10 +74,13 @@ int upalloc_mmap(struct file *file, struct vm_area_struct *vma)
 	 * VM_SPECIAL through DONTEXPAND: never merged, grown or mlocked.
 	 * VM_MIXEDMAP lets POPULATE map pages with vm_insert_pages() under
 	 * the mmap read lock (without it the core would set the flag itself,
-	 * which needs the write lock). It also makes fork copy the PTEs,
-	 * which ->open prevents by zapping the parent's first.
+	 * which needs the write lock). It also makes fork copy the PTEs;
+	 * VM_WIPEONFORK stops that (the child faults its pages in from its
+	 * own clone of the table), and ->open zaps both sides anyway, for a
+	 * program that cleared the flag with MADV_KEEPONFORK.
 	 */
-	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP, VM_MAYEXEC);
+	upalloc_vm_flags_mod(vma, VM_DONTEXPAND | VM_MIXEDMAP | VM_WIPEONFORK,
+			     VM_MAYEXEC);
 	return 0;
 }
 
@@ -127,8 +135,37 @@ static vm_fault_t upalloc_fault_insert(struct vm_fault *vmf,
 	return VM_FAULT_SIGBUS;
 }
 
+/*
+ * Memory the module allocates for a region is charged to the memcg of the
+ * region's process, also when another process faults it in (ptrace,
+ * process_vm_readv/writev, /proc/PID/mem): that process's memcg is made
+ * the active one around the allocation. A fault of the process itself, or
+ * of an io_uring worker sharing its mm, charges the current task's memcg
+ * as usual. Returns the memcg to pass to owner_charge_end(), or NULL.
+ */
+static struct mem_cgroup *owner_charge_begin(struct vm_area_struct *vma,
+					     struct mem_cgroup **old)
+{
+	struct mem_cgroup *memcg;
+
+	if (current->mm == vma->vm_mm)
+		return NULL;
+	memcg = get_mem_cgroup_from_mm(vma->vm_mm);
+	*old = set_active_memcg(memcg);
+	return memcg;
+}
+
+static void owner_charge_end(struct mem_cgroup *memcg, struct mem_cgroup *old)
+{
+	if (!memcg)
+		return;
+	set_active_memcg(old);
+	mem_cgroup_put(memcg);
+}
+
 static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 {
+	struct mem_cgroup *memcg, *old_memcg = NULL;
 	struct upalloc_region *r = vmf->vma->vm_private_data;
 	bool write = vmf->flags & FAULT_FLAG_WRITE;
 	unsigned long addr = vmf->address & PAGE_MASK;
@@ -152,7 +189,9 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	if (!r)
 		return VM_FAULT_SIGBUS;
 	idx = vmf->pgoff - r->base;
+	memcg = owner_charge_begin(vmf->vma, &old_memcg);
 	ret = upalloc_region_fault_page(r, vmf->vma, addr, idx, write, &page);
+	owner_charge_end(memcg, old_memcg);
 	if (ret == VM_FAULT_OOM)
 		return ret;
 	/* A core dump skipping a hole: not a fault of the program's. */
@@ -167,6 +206,16 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 			return VM_FAULT_NOPAGE;
 		}
 		ret = VM_FAULT_LOCKED;
+		/*
+		 * A memory error: never map the page. Handing it to the core
+		 * instead would oops: __do_fault() unmaps a poisoned page
+		 * through page->mapping, which the module's pages lack.
+		 */
+		if (PageHWPoison(page)) {
+			unlock_page(page);
+			put_page(page);
+			ret = VM_FAULT_HWPOISON;
+		}
 	}
 	if (ret == VM_FAULT_LOCKED) {
 		if (vmf->vma->vm_ops == &upalloc_vm_ops)
@@ -178,7 +227,7 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 	/* Migrated to a CPU whose clock lags: count it as immediate. */
 	ns = max_t(s64, sched_clock() - start, 0);
 	trace_fault(r->base, addr, idx, write, ret, ns);
-	if (ret == VM_FAULT_SIGBUS)
+	if (ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON))
 		upalloc_count(r->proc, UPALLOC_STAT_SIGBUS, 1);
 	upalloc_count(r->proc, write ? UPALLOC_STAT_FAULTS_WRITE :
 		      UPALLOC_STAT_FAULTS_READ, 1);
@@ -189,6 +238,8 @@ static vm_fault_t upalloc_fault(struct vm_fault *vmf)
 static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
 {
 	struct upalloc_region *r = vmf->vma->vm_private_data;
+	struct mem_cgroup *memcg, *old_memcg = NULL;
+	vm_fault_t ret;
 	bool upgrade;
 
 	if (!r)
@@ -199,9 +250,11 @@ static vm_fault_t upalloc_page_mkwrite(struct vm_fault *vmf)
 	 * tell: do_page_mkwrite() overwrites them.)
 	 */
 	upgrade = pte_present(vmf->orig_pte);
-	return upalloc_region_mkwrite(r, vmf->vma, vmf->address & PAGE_MASK,
-				      vmf->pgoff - r->base, vmf->page,
-				      upgrade);
+	memcg = owner_charge_begin(vmf->vma, &old_memcg);
+	ret = upalloc_region_mkwrite(r, vmf->vma, vmf->address & PAGE_MASK,
+				     vmf->pgoff - r->base, vmf->page, upgrade);
+	owner_charge_end(memcg, old_memcg);
+	return ret;
 }
 
 #ifdef CONFIG_PER_VMA_LOCK
@@ -228,8 +281,16 @@ static vm_fault_t upalloc_map_pages(struct vm_fault *vmf, pgoff_t start,
 /*
  * A new VMA points at the region: a refused mremap's temporary copy in the
  * same mm, or the child's VMA during fork (current->mm is the parent's,
- * both mmap locks are held for writing, the child's PTEs are not copied
- * yet and the child is not in i_mmap yet).
+ * both mmap locks are held for writing, the child is not in i_mmap yet).
+ *
+ * Fork must leave neither side a PTE of a page that is now shared: the
+ * parent's writable PTEs would write into the child's snapshot, and PTEs
+ * copied into the child would write into the parent's pages. Whether the
+ * core copies the page tables (copy_page_range(), skipped only with
+ * VM_WIPEONFORK, which a program can clear) before or after calling here
+ * has changed between kernel releases, stable ones included. So both
+ * sides are zapped: the parent's before any copy the core makes after
+ * this call, the child's after any copy it made before.
  */
 static void upalloc_vm_open(struct vm_area_struct *vma)
 {
@@ -244,11 +305,8 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		return;
 	}
 
-	/*
-	 * The parent's PTEs go first, whatever else happens: VM_MIXEDMAP
-	 * makes fork copy them into the child next, and a writable one would
-	 * let either side write into a page the other maps.
-	 */
+	/* Whatever else happens, neither side keeps a PTE. */
+	upalloc_zap(vma, vma->vm_start, vma->vm_end - vma->vm_start);
 	pvma = vma_lookup(r->mm, vma->vm_start);
 	if (pvma && pvma->vm_private_data == r) {
 		upalloc_zap(pvma, pvma->vm_start, pvma->vm_end - pvma->vm_start);
@@ -258,8 +316,9 @@ static void upalloc_vm_open(struct vm_area_struct *vma)
 		child = upalloc_region_clone(r, vma->vm_mm);
 	}
 	vma->vm_private_data = child;
-	if (!child)
-		pr_warn_ratelimited("fork: out of memory, child's region unusable\n");
+	/* A fatal signal fails the fork anyway: nothing to warn about. */
+	if (!child && !fatal_signal_pending(current))
+		pr_warn_ratelimited("fork: out of memory or over a commit limit, child's region unusable\n");
 }
 
 static void upalloc_vm_close(struct vm_area_struct *vma)

@@ -23,9 +23,12 @@
 #include <linux/atomic.h>
 #include <linux/bits.h>
 #include <linux/err.h>
+#include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/mount.h>
 #include <linux/pagemap.h>
+#include <linux/pseudo_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -38,37 +41,160 @@
 #define UPALLOC_GFP		(GFP_HIGHUSER | __GFP_ACCOUNT)
 #define UPALLOC_XA_GFP		GFP_KERNEL_ACCOUNT
 /*
- * A fork clone's bookkeeping is not charged: a memcg at its limit must not
- * leave the child with an unusable region (->open cannot fail the fork).
- * Its pages are shared and stay charged where they were allocated.
+ * A fork clone's table is charged like the rest of the child's memory
+ * (its page tables, VMAs): ->open runs in the forking process, whose
+ * memcg is the one the child joins (cgroup_post_fork(), after the copy of
+ * the mm; only clone3(CLONE_INTO_CGROUP) picks another, and then the
+ * table stays charged to the parent's, as kernel memory charges never
+ * move). The child's mm cannot name its memcg yet: its owner is not in
+ * its cgroup during the copy. Over the limit, the memcg reclaims or
+ * OOM-kills like for the rest of the fork; if the table still cannot be
+ * had, the child's region is left unusable (->open cannot fail the fork).
+ * The shared pages stay charged where they were allocated; copies of
+ * pinned pages are charged to the forking process's memcg too.
  */
-#define UPALLOC_FORK_GFP	GFP_KERNEL
+#define UPALLOC_FORK_GFP	GFP_KERNEL_ACCOUNT
 
 /* Pages taken out of a table per round of the removal protocol. */
 #define UPALLOC_BATCH		32
+/*
+ * Table entries visited per hold of the family mutex by the walks over a
+ * whole table (fork's clone, release, REGION_INFO): between two holds
+ * they reschedule, so that a huge region neither stalls its CPU nor keeps
+ * its relatives off the mutex for long, and the clone notices a fatal
+ * signal.
+ */
+#define UPALLOC_WALK_BATCH	1024
 
 /*
- * Next base page offset. Offsets stay below 2^51 so that pgoff << PAGE_SHIFT
- * fits in loff_t; one region of max_region_pages takes its length.
+ * Page identity, for process-shared futexes. get_futex_key() keys a
+ * shared futex in a page that is not anonymous on (page->mapping->host,
+ * page->index), and fails with EFAULT when ->mapping is NULL. So every
+ * page in a table has as ->mapping the one address_space of the module's
+ * own pseudo filesystem inode (its a_ops only mark pages dirty, a no-op),
+ * and ->index identifies the region and the page index in it: the
+ * region's key_base, a range of its own taken from a 64-bit counter for
+ * every region and every fork clone, plus the index. The key must not
+ * change under a futex waiter and must differ between a fork parent and
+ * child: get_futex_key() first takes the page for writing, which breaks
+ * copy-on-write, and a page only becomes writable where the region holds
+ * it alone, after page_own() (on entering the table) or
+ * upalloc_region_mkwrite() (after the relatives let go) set ->index to
+ * the holder's identity. So a futex word keeps its key for as long as
+ * its region lives, across forks, like anonymous memory's (mm, address).
+ *
+ * Being the module's, ->mapping is never truncated or written back: the
+ * address_space caches no page, i_mmap is empty, and the pages are marked
+ * dirty from the start, so that nothing tries to evict them as clean
+ * page cache (the core's hwpoison handling of a fault does). ->mapping
+ * is cleared when the last table lets go of the page, before anyone else
+ * (a pin) can free it.
  */
-#define UPALLOC_PGOFF_LIMIT	BIT_ULL(51)
-static atomic64_t upalloc_next_pgoff = ATOMIC64_INIT(1);
+#define UPALLOC_FS_MAGIC	0x75706166	/* "upaf" */
+
+static struct vfsmount *upalloc_mnt;
+static struct inode *upalloc_key_inode;
+static atomic64_t upalloc_next_key = ATOMIC64_INIT(0);
+
+static int upalloc_fs_init_fs_context(struct fs_context *fc)
+{
+	return init_pseudo(fc, UPALLOC_FS_MAGIC) ? 0 : -ENOMEM;
+}
+
+static struct file_system_type upalloc_fs_type = {
+	.name = "upalloc",
+	.init_fs_context = upalloc_fs_init_fs_context,
+	.kill_sb = kill_anon_super,
+};
+
+int upalloc_pages_init(void)
+{
+	upalloc_mnt = kern_mount(&upalloc_fs_type);
+	if (IS_ERR(upalloc_mnt))
+		return PTR_ERR(upalloc_mnt);
+	upalloc_key_inode = alloc_anon_inode(upalloc_mnt->mnt_sb);
+	if (IS_ERR(upalloc_key_inode)) {
+		kern_unmount(upalloc_mnt);
+		return PTR_ERR(upalloc_key_inode);
+	}
+	return 0;
+}
+
+void upalloc_pages_exit(void)
+{
+	iput(upalloc_key_inode);
+	kern_unmount(upalloc_mnt);
+}
+
+/* A range of nr identities for a new region or fork clone. */
+static pgoff_t key_range(pgoff_t nr)
+{
+	return atomic64_fetch_add(nr, &upalloc_next_key);
+}
+
+/*
+ * new enters r's table at idx with share 1: it becomes the module's page
+ * and r's. Called before anyone else can see new.
+ */
+static void page_own(struct upalloc_region *r, struct page *new, pgoff_t idx)
+{
+	set_page_private(new, 1);
+	new->index = r->key_base + idx;
+	SetPageDirty(new);
+	WRITE_ONCE(new->mapping, upalloc_key_inode->i_mapping);
+}
+
+/* The page leaves the module: it never entered a table, or the last let go. */
+static void page_disown(struct page *page)
+{
+	WRITE_ONCE(page->mapping, NULL);
+	set_page_private(page, 0);
+}
+
+/*
+ * page_private() holds the share count and PAGE_WAS_SHARED: the page was
+ * shared with a fork relative since a region last took it for writing.
+ * Such a page, even once held by one table only, is written in place only
+ * if nobody else holds a reference to it: a relative may have let its
+ * snapshot of the page out (vmsplice into a pipe, a pin) before it let go
+ * of its share, and a write in place would change what it let out. The
+ * kernel's anonymous memory has the same rule (PageAnonExclusive). A page
+ * the module knows to be pinned is copied for the child at fork instead,
+ * so the pin keeps pointing into its owner's memory.
+ */
+#define PAGE_WAS_SHARED		BIT(BITS_PER_LONG - 1)
 
 static unsigned long page_share(struct page *page)
 {
-	return READ_ONCE(page->private);
+	return READ_ONCE(page->private) & ~PAGE_WAS_SHARED;
+}
+
+/*
+ * May page be written in place by the one region holding it? extra is
+ * the number of references the caller knows of besides the table's and
+ * one per PTE.
+ */
+static bool page_reusable(struct page *page, int extra)
+{
+	unsigned long priv = READ_ONCE(page->private);
+
+	if ((priv & ~PAGE_WAS_SHARED) != 1)
+		return false;
+	if (!(priv & PAGE_WAS_SHARED))
+		return true;
+	return page_ref_count(page) <= 1 + upalloc_page_mapcount(page) + extra;
 }
 
 /* Drop one table's share of page; family mutex held. */
 static void page_unshare(struct page *page)
 {
-	unsigned long share = page_private(page);
+	unsigned long share = page_share(page);
 
 	if (share > 1) {
-		set_page_private(page, share - 1);
+		set_page_private(page, page_private(page) - 1);
 		return;
 	}
-	set_page_private(page, 0);
+	page_disown(page);
 	upalloc_pages_live_add(-1);
 	upalloc_stat_add(UPALLOC_STAT_PAGES_FREED, 1);
 }
@@ -93,6 +219,7 @@ static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp,
 		return NULL;
 	}
 	kref_init(&r->ref);
+	mutex_init(&r->brk_lock);
 	xa_init_flags(&r->pages, xa_flags);
 	r->mm = mm;
 	return r;
@@ -101,13 +228,43 @@ static struct upalloc_region *region_alloc(struct mm_struct *mm, gfp_t gfp,
 static void region_free(struct upalloc_region *r)
 {
 	xa_destroy(&r->pages);
+	mutex_destroy(&r->brk_lock);
 	upalloc_proc_put_region(r->proc);
 	kfree(r);
+}
+
+/*
+ * Drop r's share and reference of every page in its table, in batches of
+ * UPALLOC_WALK_BATCH under the family mutex. The table itself is left for
+ * region_free(). Nothing else may change r's table meanwhile.
+ */
+static void table_drop_all(struct upalloc_region *r)
+{
+	struct upalloc_family *fam = r->family;
+	unsigned long idx = 0;
+	struct page *page;
+	unsigned int n;
+
+	do {
+		n = 0;
+		mutex_lock(&fam->lock);
+		xa_for_each_start(&r->pages, idx, page, idx) {
+			page_unshare(page);
+			put_page(page);
+			if (++n == UPALLOC_WALK_BATCH)
+				break;
+		}
+		mutex_unlock(&fam->lock);
+		cond_resched();
+		/* A full batch: idx is its last entry, resume after it. */
+	} while (n == UPALLOC_WALK_BATCH && ++idx);
 }
 
 static void family_put(struct upalloc_family *fam)
 {
 	if (refcount_dec_and_test(&fam->ref)) {
+		if (fam->base)
+			upalloc_pgoff_free(fam->base);
 		mutex_destroy(&fam->lock);
 		kfree(fam);
 	}
@@ -119,8 +276,6 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 {
 	struct upalloc_region *r;
 	int err = -ENOMEM;
-	u64 base;
-
 	/* Table nodes allocated under the xarray lock are charged too. */
 	r = region_alloc(mm, GFP_KERNEL_ACCOUNT, XA_FLAGS_ACCOUNT);
 	if (!r)
@@ -131,10 +286,11 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 	mutex_init(&r->family->lock);
 	refcount_set(&r->family->ref, 1);
 
-	base = atomic64_fetch_add(nr_pages, &upalloc_next_pgoff);
-	if (base + nr_pages > UPALLOC_PGOFF_LIMIT)
+	/* Given back by family_put(), also when this mmap fails. */
+	err = upalloc_pgoff_alloc(nr_pages, &r->family->base);
+	if (err)
 		goto out_put_family;
-	r->base = base;
+	r->base = r->family->base;
 	r->nr_pages = nr_pages;
 	r->heap = heap;
 	r->brk = heap ? 0 : nr_pages;
@@ -142,6 +298,7 @@ struct upalloc_region *upalloc_region_create(struct mm_struct *mm,
 	if (err)
 		goto out_put_family;
 
+	r->key_base = key_range(nr_pages);
 	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_CREATED, 1);
 	trace_region_create(r->base, nr_pages, r->brk, heap, false);
 	return r;
@@ -158,19 +315,15 @@ static void region_release(struct kref *kref)
 	struct upalloc_region *r = container_of(kref, struct upalloc_region,
 						ref);
 	struct upalloc_family *fam = r->family;
-	unsigned long nr_present, idx;
-	struct page *page;
+	unsigned long nr_present;
 	pgoff_t brk;
 
 	/* ->close runs after the VMA's PTEs are gone: no mapper is left. */
 	mutex_lock(&fam->lock);
-	xa_for_each(&r->pages, idx, page) {
-		page_unshare(page);
-		put_page(page);
-	}
 	nr_present = r->nr_present;
 	brk = r->brk;
 	mutex_unlock(&fam->lock);
+	table_drop_all(r);
 
 	upalloc_proc_pages_add(r->proc, -(long)nr_present);
 	upalloc_proc_add(r->proc, UPALLOC_STAT_PAGES_FREED, nr_present);
@@ -187,12 +340,51 @@ void upalloc_region_put(struct upalloc_region *r)
 }
 
 /*
+ * Enter page (idx of the parent's table) into the child's table r: shared
+ * (share + 1), or, when it may be pinned for DMA, as a copy of the child's
+ * own, which leaves the pinned page the parent's alone (the kernel does
+ * the same for anonymous memory). Family mutex held. Returns the page
+ * entered or NULL (out of memory).
+ */
+static struct page *clone_page(struct upalloc_region *r, pgoff_t idx,
+			       struct page *page)
+{
+	struct page *copy;
+
+	if (folio_maybe_dma_pinned(page_folio(page)) && !PageHWPoison(page)) {
+		copy = alloc_page(UPALLOC_GFP);
+		if (!copy)
+			return NULL;
+		copy_highpage(copy, page);
+		page_own(r, copy, idx);
+		if (xa_err(xa_store(&r->pages, idx, copy, UPALLOC_FORK_GFP))) {
+			page_disown(copy);
+			__free_page(copy);
+			return NULL;
+		}
+		upalloc_pages_live_add(1);
+		upalloc_stat_add(UPALLOC_STAT_PAGES_ALLOCATED, 1);
+		upalloc_stat_add(UPALLOC_STAT_COW_COPIES, 1);
+		return copy;
+	}
+	if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_FORK_GFP)))
+		return NULL;
+	get_page(page);
+	set_page_private(page, (page_private(page) + 1) | PAGE_WAS_SHARED);
+	return page;
+}
+
+/*
  * Fork: a copy of parent for the child's mm, sharing every page (share + 1
- * each). Runs from ->open with both mmap locks held for writing, so neither
- * table changes except through other family members, which the family
- * mutex excludes. Commitments are inherited even beyond the limits, since
- * fork cannot fail here. Returns NULL when memory runs out; the child's
- * mapping is then left without a region (SIGBUS on access).
+ * each). Runs from ->open with both mmap locks held for writing (and, with
+ * per-VMA locks, the parent's VMA write-locked), so neither table changes
+ * but through the clone itself; the share counts, which other family
+ * members change too, are changed under the family mutex, dropped every
+ * UPALLOC_WALK_BATCH entries. Commitments are inherited beyond the
+ * per-process limit, but not past the global or per-user one
+ * (upalloc_commit_fork()). Returns NULL when memory runs out, a limit
+ * refuses or a fatal signal is pending (the fork then fails anyway); the
+ * child's mapping is then left without a region (SIGBUS on access).
  */
 struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 					    struct mm_struct *mm)
@@ -201,41 +393,56 @@ struct upalloc_region *upalloc_region_clone(struct upalloc_region *parent,
 	struct upalloc_region *r;
 	unsigned long idx;
 	struct page *page;
+	unsigned int n;
 
-	r = region_alloc(mm, UPALLOC_FORK_GFP, 0);
+	r = region_alloc(mm, UPALLOC_FORK_GFP, XA_FLAGS_ACCOUNT);
 	if (!r)
 		return NULL;
 	r->family = fam;
 	r->base = parent->base;
+	r->key_base = key_range(parent->nr_pages);
 	r->nr_pages = parent->nr_pages;
 	r->heap = parent->heap;
 	r->forked = true;
 
-	mutex_lock(&fam->lock);
-	r->brk = parent->brk;
-	xa_for_each(&parent->pages, idx, page) {
-		if (xa_err(xa_store(&r->pages, idx, page, UPALLOC_FORK_GFP)))
-			goto out_unshare;
-		get_page(page);
-		set_page_private(page, page_private(page) + 1);
-		r->nr_present++;
-	}
+	/* From here on table_drop_all() may undo the copy. */
 	refcount_inc(&fam->ref);
-	mutex_unlock(&fam->lock);
+	r->brk = parent->brk;
+	/* Past the global or per-user limit: no memory for the child. */
+	if (upalloc_commit_fork(r->proc, r->brk))
+		goto out_put;
+	idx = 0;
+	do {
+		n = 0;
+		mutex_lock(&fam->lock);
+		xa_for_each_start(&parent->pages, idx, page, idx) {
+			page = clone_page(r, idx, page);
+			if (!page)
+				goto out_unlock;
+			r->nr_present++;
+			if (++n == UPALLOC_WALK_BATCH)
+				break;
+		}
+		mutex_unlock(&fam->lock);
+		cond_resched();
+		if (fatal_signal_pending(current))
+			goto out_drop;
+	} while (n == UPALLOC_WALK_BATCH && ++idx);
 
-	upalloc_commit(r->proc, r->brk, true);
 	upalloc_proc_pages_add(r->proc, r->nr_present);
 	upalloc_count(r->proc, UPALLOC_STAT_REGIONS_CREATED, 1);
 	upalloc_count(r->proc, UPALLOC_STAT_FORKS, 1);
 	trace_region_create(r->base, r->nr_pages, r->brk, r->heap, true);
 	return r;
 
-out_unshare:
-	xa_for_each(&r->pages, idx, page) {
-		set_page_private(page, page_private(page) - 1);
-		put_page(page);
-	}
+out_unlock:
 	mutex_unlock(&fam->lock);
+out_drop:
+	/* Shares of the parent's pages drop back; copies are freed. */
+	table_drop_all(r);
+	upalloc_commit(r->proc, -(long)r->brk, true);
+out_put:
+	family_put(fam);
 	region_free(r);
 	return NULL;
 }
@@ -302,7 +509,7 @@ static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
 	XA_STATE(xas, &r->pages, idx);
 	int err;
 
-	set_page_private(new, 1);
+	page_own(r, new, idx);
 	do {
 		xas_lock(&xas);
 		if (idx >= r->brk) {
@@ -319,7 +526,7 @@ static int table_insert_new(struct upalloc_region *r, pgoff_t idx,
 		/* A node could not be allocated under the lock: retry. */
 	} while (xas_nomem(&xas, UPALLOC_XA_GFP));
 	if (err)
-		set_page_private(new, 0);
+		page_disown(new);
 	return err;
 }
 
@@ -396,6 +603,11 @@ retry:
 		return VM_FAULT_LOCKED;
 	}
 
+	/* A memory error: there is nothing to copy from. */
+	if (PageHWPoison(page)) {
+		put_page(page);
+		return VM_FAULT_HWPOISON;
+	}
 	new = alloc_page(UPALLOC_GFP);
 	if (!new)
 		goto out_oom;
@@ -409,7 +621,7 @@ retry:
 		put_page(page);
 		goto retry;
 	}
-	if (page_private(page) == 1) {
+	if (page_share(page) == 1) {
 		/* The relatives dropped their shares meanwhile. */
 		mutex_unlock(&fam->lock);
 		__free_page(new);
@@ -417,8 +629,8 @@ retry:
 		return 0;
 	}
 	/* Replacing a present entry allocates nothing and cannot fail. */
+	page_own(r, new, idx);
 	xa_store(&r->pages, idx, new, UPALLOC_XA_GFP);
-	set_page_private(new, 1);
 	get_page(new);
 	mutex_unlock(&fam->lock);
 
@@ -454,7 +666,13 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 	lock_page(page);
 	if (!upalloc_region_holds(r, idx, page))
 		goto out_stale;
-	if (page_share(page) == 1)
+	/* A memory error: neither write the page nor copy it. */
+	if (PageHWPoison(page)) {
+		unlock_page(page);
+		return VM_FAULT_HWPOISON;
+	}
+	/* The core holds a reference for the fault (vmf->page). */
+	if (page_reusable(page, 1))
 		goto out_exclusive;
 
 	new = alloc_page(UPALLOC_GFP);
@@ -470,14 +688,14 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 		__free_page(new);
 		goto out_stale;
 	}
-	if (page_private(page) == 1) {
+	if (page_reusable(page, 1)) {
 		mutex_unlock(&fam->lock);
 		__free_page(new);
 		goto out_exclusive;
 	}
 	/* Replacing a present entry allocates nothing and cannot fail. */
+	page_own(r, new, idx);
 	xa_store(&r->pages, idx, new, UPALLOC_XA_GFP);
-	set_page_private(new, 1);
 	mutex_unlock(&fam->lock);
 
 	region_count_new_page(r, false);
@@ -494,6 +712,18 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 	return VM_FAULT_NOPAGE;
 
 out_exclusive:
+	/*
+	 * About to be writable here alone: the futex key becomes this
+	 * region's (the page may have entered a relative's table first).
+	 * Page lock held, no PTE writable anywhere yet. It is exclusive
+	 * now: later references (pins) do not make it copied.
+	 */
+	page->index = r->key_base + idx;
+	if (page_private(page) & PAGE_WAS_SHARED) {
+		mutex_lock(&fam->lock);
+		set_page_private(page, page_private(page) & ~PAGE_WAS_SHARED);
+		mutex_unlock(&fam->lock);
+	}
 	if (upgrade)
 		upalloc_count(r->proc, UPALLOC_STAT_FAULTS_MKWRITE, 1);
 	return VM_FAULT_LOCKED;
@@ -508,7 +738,7 @@ out_stale:
 /*
  * Allocate zeroed pages for the absent entries of [first, last), all below
  * the break. *nr_new counts the pages allocated. Returns 0, -ENOMEM or
- * -EINTR (fatal signal; the pages allocated so far stay).
+ * -EINTR (upalloc_should_stop(); the pages allocated so far stay).
  */
 int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 			pgoff_t last, u64 *nr_new)
@@ -519,7 +749,7 @@ int upalloc_region_fill(struct upalloc_region *r, pgoff_t first,
 
 	*nr_new = 0;
 	for (idx = first; idx < last; idx++) {
-		if (fatal_signal_pending(current))
+		if (upalloc_should_stop())
 			return -EINTR;
 		cond_resched();
 		if (xa_load(&r->pages, idx))
@@ -550,7 +780,8 @@ out_enomem:
  * there is nothing to map there: the page is locked by someone else (a
  * fault mapping it, or a removal), or idx is no longer below the break.
  * A missing page is allocated zeroed and enters the table already locked,
- * as in a fault. *err is set to -ENOMEM when an allocation fails.
+ * as in a fault. *err is set to -ENOMEM when an allocation fails, to
+ * -EHWPOISON when the page has a memory error.
  */
 static struct page *populate_get(struct upalloc_region *r, pgoff_t idx,
 				 u64 *nr_new, int *err)
@@ -567,6 +798,13 @@ retry:
 		if (!upalloc_region_holds(r, idx, page)) {
 			unlock_page(page);
 			put_page(page);
+			return NULL;
+		}
+		/* A memory error: map nothing, stop with -EHWPOISON. */
+		if (PageHWPoison(page)) {
+			unlock_page(page);
+			put_page(page);
+			*err = -EHWPOISON;
 			return NULL;
 		}
 		return page;
@@ -626,7 +864,7 @@ static int populate_insert(struct vm_area_struct *vma, unsigned long addr,
  * from the moment it is found in (or enters) the table until its PTE is
  * set, as in a fault, so that step 2 of the removal protocol waits for
  * it. No fault is counted: none happens. mmap lock held for reading.
- * *nr_new counts the pages allocated. Returns 0, -ENOMEM or -EINTR (the
+ * *nr_new counts the pages allocated. Returns 0, -ENOMEM, -EHWPOISON or -EINTR (the
  * pages allocated so far stay).
  */
 int upalloc_region_populate(struct upalloc_region *r,
@@ -641,7 +879,7 @@ int upalloc_region_populate(struct upalloc_region *r,
 
 	*nr_new = 0;
 	while (idx < last && !err) {
-		if (fatal_signal_pending(current))
+		if (upalloc_should_stop())
 			return -EINTR;
 		cond_resched();
 		/* A run of consecutive pages to map, ended by one to skip. */
@@ -667,13 +905,12 @@ int upalloc_region_populate(struct upalloc_region *r,
 
 /*
  * Free the pages of [first, last) (page indexes) with the removal protocol;
- * vma is r's VMA, mmap lock held. With above_brk, only pages at or above
- * the current break are taken, so that a concurrent raise of the break is
- * not undone. Returns the number of pages taken out of the table.
+ * vma is r's VMA, mmap lock held. Returns the number of pages taken out of
+ * the table.
  */
 static u64 region_remove_range(struct upalloc_region *r,
 			       struct vm_area_struct *vma, pgoff_t first,
-			       pgoff_t last, bool above_brk)
+			       pgoff_t last)
 {
 	struct upalloc_family *fam = r->family;
 	struct page *batch[UPALLOC_BATCH];
@@ -687,8 +924,6 @@ static u64 region_remove_range(struct upalloc_region *r,
 		lo = 0;
 		hi = 0;
 		mutex_lock(&fam->lock);
-		if (above_brk)
-			first = max(first, r->brk);
 		xa_for_each_range(&r->pages, idx, page, first, last - 1) {
 			xa_erase(&r->pages, idx);
 			if (!n)
@@ -735,13 +970,16 @@ u64 upalloc_region_decommit(struct upalloc_region *r,
 			    struct vm_area_struct *vma, pgoff_t first,
 			    pgoff_t last)
 {
-	return region_remove_range(r, vma, first, last, false);
+	return region_remove_range(r, vma, first, last);
 }
 
 /*
  * Move the break to new_brk pages. Raising commits the difference or fails
  * with -ENOMEM, changing nothing; lowering uncommits it and frees the
- * pages above the new break.
+ * pages above the new break before any other move of the break: a raise
+ * meanwhile would otherwise expose, below its break, pages the lowering
+ * had not freed yet. -EINTR: a fatal signal came while waiting for
+ * another move.
  */
 int upalloc_region_set_brk(struct upalloc_region *r,
 			   struct vm_area_struct *vma, pgoff_t new_brk,
@@ -751,6 +989,8 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 	pgoff_t old;
 	int err = 0;
 
+	if (mutex_lock_killable(&r->brk_lock))
+		return -EINTR;
 	mutex_lock(&fam->lock);
 	old = r->brk;
 	if (new_brk > old)
@@ -766,7 +1006,8 @@ int upalloc_region_set_brk(struct upalloc_region *r,
 	mutex_unlock(&fam->lock);
 	*old_brk = old;
 	if (!err && new_brk < old)
-		region_remove_range(r, vma, new_brk, old, true);
+		region_remove_range(r, vma, new_brk, old);
+	mutex_unlock(&r->brk_lock);
 	return err;
 }
 
@@ -783,6 +1024,19 @@ bool upalloc_region_page_exclusive(struct upalloc_region *r, pgoff_t idx)
 	return exclusive;
 }
 
+/* Does r hold a page with a memory error at idx? (A hint.) */
+bool upalloc_region_page_poisoned(struct upalloc_region *r, pgoff_t idx)
+{
+	struct page *page;
+	bool poisoned;
+
+	rcu_read_lock();
+	page = xa_load(&r->pages, idx);
+	poisoned = page && PageHWPoison(page);
+	rcu_read_unlock();
+	return poisoned;
+}
+
 /* Fill the outputs of REGION_INFO except start. */
 void upalloc_region_describe(struct upalloc_region *r,
 			     struct upalloc_region_info *info)
@@ -790,14 +1044,26 @@ void upalloc_region_describe(struct upalloc_region *r,
 	unsigned long idx;
 	struct page *page;
 	u64 shared = 0;
+	unsigned int n;
 
 	mutex_lock(&r->family->lock);
 	info->brk = (u64)r->brk << PAGE_SHIFT;
 	info->pages_present = r->nr_present;
-	xa_for_each(&r->pages, idx, page)
-		if (page_private(page) > 1)
-			shared++;
 	mutex_unlock(&r->family->lock);
+	/* Each batch is exact; the whole is a snapshot of a moving table. */
+	idx = 0;
+	do {
+		n = 0;
+		mutex_lock(&r->family->lock);
+		xa_for_each_start(&r->pages, idx, page, idx) {
+			if (page_share(page) > 1)
+				shared++;
+			if (++n == UPALLOC_WALK_BATCH)
+				break;
+		}
+		mutex_unlock(&r->family->lock);
+		cond_resched();
+	} while (n == UPALLOC_WALK_BATCH && ++idx);
 	info->pages_shared = shared;
 	info->len = (u64)r->nr_pages << PAGE_SHIFT;
 	info->flags = (r->heap ? UPALLOC_REGION_HEAP : 0) |

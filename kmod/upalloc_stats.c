@@ -24,7 +24,8 @@
  * credentials have CAP_SYS_ADMIN in the initial user namespace sees every
  * line; anyone else sees only the lines of processes whose owning task has
  * the same real uid as the opener's real uid. A process whose owner cannot
- * be resolved is shown to CAP_SYS_ADMIN only.
+ * be resolved is shown to CAP_SYS_ADMIN only. Pids are those of the
+ * reader's pid namespace, and a process without a pid there is not shown.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -33,6 +34,8 @@
 #include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/pid_namespace.h>
 #include <linux/proc_fs.h>
 #include <linux/sched/mm.h>
 #include <linux/seq_file.h>
@@ -58,6 +61,10 @@ static long upalloc_pages_committed;
 #define UPALLOC_PROC_HASH_BITS	7
 static DEFINE_HASHTABLE(upalloc_procs, UPALLOC_PROC_HASH_BITS);
 static DEFINE_SPINLOCK(upalloc_procs_lock);
+
+/* User records by uid; guarded by upalloc_procs_lock, never freed early. */
+#define UPALLOC_USER_HASH_BITS	5
+static DEFINE_HASHTABLE(upalloc_users, UPALLOC_USER_HASH_BITS);
 
 static const char * const upalloc_stat_names[UPALLOC_STAT_LATENCY0] = {
 	[UPALLOC_STAT_REGIONS_CREATED] = "regions_created",
@@ -158,24 +165,71 @@ static void counters_sum(struct upalloc_counters __percpu *counters,
 }
 
 /*
+ * Would pages more for proc take the global count past max_pages, or its
+ * user past max_pages_per_user, or (unless fork) proc past
+ * max_pages_per_process? Caller holds upalloc_commit_lock.
+ */
+static bool commit_over_locked(struct upalloc_proc *proc, long pages,
+			       bool fork)
+{
+	unsigned long max = READ_ONCE(upalloc_max_pages);
+	unsigned long max_user = READ_ONCE(upalloc_max_pages_per_user);
+	unsigned long max_proc = READ_ONCE(upalloc_max_pages_per_process);
+
+	if (pages <= 0)
+		return false;
+	if (max && upalloc_pages_committed + pages > max)
+		return true;
+	if (max_user && proc->user->committed + pages > max_user)
+		return true;
+	return !fork && max_proc && proc->committed + pages > max_proc;
+}
+
+static void commit_add_locked(struct upalloc_proc *proc, long pages)
+{
+	upalloc_pages_committed += pages;
+	proc->user->committed += pages;
+	proc->committed += pages;
+}
+
+/*
  * Change the commitment of proc by pages. Raising it fails with -ENOMEM,
- * changing nothing, when max_pages or max_pages_per_process would be
- * exceeded, unless force (a fork, which cannot fail) is set.
+ * changing nothing, when max_pages, max_pages_per_user or
+ * max_pages_per_process would be exceeded, unless force is set (for
+ * lowering, which never fails).
  */
 int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
 {
-	unsigned long max = READ_ONCE(upalloc_max_pages);
-	unsigned long max_proc = READ_ONCE(upalloc_max_pages_per_process);
 	bool over;
 
 	spin_lock(&upalloc_commit_lock);
-	over = pages > 0 && !force &&
-	       ((max && upalloc_pages_committed + pages > max) ||
-		(max_proc && proc->committed + pages > max_proc));
-	if (!over) {
-		upalloc_pages_committed += pages;
-		proc->committed += pages;
+	over = !force && commit_over_locked(proc, pages, false);
+	if (!over)
+		commit_add_locked(proc, pages);
+	spin_unlock(&upalloc_commit_lock);
+	if (over) {
+		upalloc_count(proc, UPALLOC_STAT_ENOMEM, 1);
+		return -ENOMEM;
 	}
+	return 0;
+}
+
+/*
+ * A fork child's copy of a region commits what the parent's does. The
+ * per-process limit does not apply (the parent's commitments were within
+ * it, and the child has no others yet), but the global and per-user
+ * limits do: past them the commitment is refused (-ENOMEM, nothing
+ * changed) and the caller leaves the child's region without memory, so
+ * that N children can never hold N times the limits.
+ */
+int upalloc_commit_fork(struct upalloc_proc *proc, long pages)
+{
+	bool over;
+
+	spin_lock(&upalloc_commit_lock);
+	over = commit_over_locked(proc, pages, true);
+	if (!over)
+		commit_add_locked(proc, pages);
 	spin_unlock(&upalloc_commit_lock);
 	if (over) {
 		upalloc_count(proc, UPALLOC_STAT_ENOMEM, 1);
@@ -189,6 +243,12 @@ static void proc_free(struct upalloc_proc *proc)
 	free_percpu(proc->stats);
 	mmdrop(proc->mm);
 	kfree(proc);
+}
+
+static void proc_put(struct upalloc_proc *proc)
+{
+	if (refcount_dec_and_test(&proc->ref))
+		proc_free(proc);
 }
 
 static bool proc_is_dead(struct upalloc_proc *proc)
@@ -217,7 +277,7 @@ static void procs_free_list(struct hlist_head *dead)
 	struct hlist_node *tmp;
 
 	hlist_for_each_entry_safe(proc, tmp, dead, node)
-		proc_free(proc);
+		proc_put(proc);
 }
 
 static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
@@ -230,6 +290,16 @@ static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
 	return NULL;
 }
 
+static struct upalloc_user *user_find_locked(kuid_t uid)
+{
+	struct upalloc_user *user;
+
+	hash_for_each_possible(upalloc_users, user, node, __kuid_val(uid))
+		if (uid_eq(user->uid, uid))
+			return user;
+	return NULL;
+}
+
 /*
  * The record of mm, created if needed (allocated with gfp), with one more
  * region counted in it (the caller is creating a region). Returns NULL on
@@ -237,7 +307,9 @@ static struct upalloc_proc *proc_find_locked(struct mm_struct *mm)
  */
 struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 {
+	struct upalloc_user *user, *new_user;
 	struct upalloc_proc *proc, *new;
+	kuid_t uid = current_uid();
 	HLIST_HEAD(dead);
 
 	spin_lock(&upalloc_procs_lock);
@@ -251,12 +323,20 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 	new = kzalloc(sizeof(*new), gfp);
 	if (!new)
 		return NULL;
+	new_user = kzalloc(sizeof(*new_user), gfp);
+	if (!new_user) {
+		kfree(new);
+		return NULL;
+	}
+	new_user->uid = uid;
 	new->stats = alloc_percpu_gfp(struct upalloc_counters, gfp);
 	if (!new->stats) {
+		kfree(new_user);
 		kfree(new);
 		return NULL;
 	}
 	mmgrab(mm);
+	refcount_set(&new->ref, 1);
 	new->mm = mm;
 	new->tgid = current->mm == mm ? current->tgid : 0;
 	new->regions = 1;
@@ -267,6 +347,14 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 	if (proc) {
 		proc->regions++;
 	} else {
+		user = user_find_locked(uid);
+		if (!user) {
+			hash_add(upalloc_users, &new_user->node,
+				 __kuid_val(uid));
+			user = new_user;
+			new_user = NULL;
+		}
+		new->user = user;
 		hash_add(upalloc_procs, &new->node, (unsigned long)mm);
 		proc = new;
 		new = NULL;
@@ -274,6 +362,7 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp)
 	spin_unlock(&upalloc_procs_lock);
 	if (new)
 		proc_free(new);
+	kfree(new_user);
 	procs_free_list(&dead);
 	return proc;
 }
@@ -290,7 +379,7 @@ void upalloc_proc_put_region(struct upalloc_proc *proc)
 		hash_del(&proc->node);
 	spin_unlock(&upalloc_procs_lock);
 	if (dead)
-		proc_free(proc);
+		proc_put(proc);
 }
 
 /* The caller's own statistics; zero when it never had a region. */
@@ -366,49 +455,116 @@ static bool proc_visible(struct seq_file *m, bool all, kuid_t uid)
 	return all || uid_eq(uid, m->file->f_cred->uid);
 }
 
+/*
+ * One line for proc, unless the reader may not see it: another user's
+ * process (without CAP_SYS_ADMIN), or one outside the reader's pid
+ * namespace (it has no pid there, and pid 0 would be a lie). Runs without
+ * upalloc_procs_lock; the caller holds a reference on proc.
+ */
 static void processes_line(struct seq_file *m, struct upalloc_proc *proc,
-			   bool all)
+			   bool all, struct pid_namespace *ns)
 {
 	char comm[TASK_COMM_LEN] = "?";
 	struct task_struct *owner;
 	u64 sum[UPALLOC_NR_STATS];
 	kuid_t uid = INVALID_UID;
-	pid_t pid = proc->tgid;
+	pid_t pid = 0;
 	u64 live_peak;
 
 	rcu_read_lock();
 	owner = upalloc_mm_owner(proc->mm);
 	if (owner) {
-		pid = task_tgid_vnr(owner);
+		pid = task_tgid_nr_ns(owner, ns);
 		get_task_comm(comm, owner);
 		uid = task_uid(owner);
+	} else if (ns == &init_pid_ns) {
+		/* The creator's tgid, a number of the initial namespace. */
+		pid = proc->tgid;
 	}
 	rcu_read_unlock();
-	if (!proc_visible(m, all, uid))
+	if (!pid || !proc_visible(m, all, uid))
 		return;
 
 	counters_sum(proc->stats, sum);
 	seq_printf(m, "%d ", pid);
 	seq_escape(m, comm, " \t\n\\");
 	live_peak = atomic64_read(&proc->pages_live_peak);
-	seq_printf(m, " %ld %ld %ld %ld %llu\n", proc->regions,
+	seq_printf(m, " %ld %ld %ld %ld %llu\n", READ_ONCE(proc->regions),
 		   live_of(live_peak), peak_of(live_peak),
 		   READ_ONCE(proc->committed),
 		   sum[UPALLOC_STAT_FAULTS_READ] + sum[UPALLOC_STAT_FAULTS_WRITE]);
 }
 
+/*
+ * Take a reference on up to max records that have regions into procs;
+ * returns how many, or max + 1 if there were more.
+ */
+static unsigned int processes_snapshot(struct upalloc_proc **procs,
+				       unsigned int max)
+{
+	struct upalloc_proc *proc;
+	unsigned int bkt, n = 0;
+
+	spin_lock(&upalloc_procs_lock);
+	hash_for_each(upalloc_procs, bkt, proc, node) {
+		if (!proc->regions)
+			continue;
+		if (n == max) {
+			n++;
+			break;
+		}
+		refcount_inc(&proc->ref);
+		procs[n++] = proc;
+	}
+	spin_unlock(&upalloc_procs_lock);
+	return n;
+}
+
+static unsigned int processes_count(void)
+{
+	struct upalloc_proc *proc;
+	unsigned int bkt, n = 0;
+
+	spin_lock(&upalloc_procs_lock);
+	hash_for_each(upalloc_procs, bkt, proc, node)
+		n += !!proc->regions;
+	spin_unlock(&upalloc_procs_lock);
+	return n;
+}
+
+/*
+ * The records are pinned under upalloc_procs_lock (a pointer copy each)
+ * and formatted without it: summing every record's per-CPU counters and
+ * finding its owner under the lock stalled every mmap, munmap and fork
+ * of the device for as long as a reader took.
+ */
 static int upalloc_processes_show(struct seq_file *m, void *v)
 {
 	bool all = file_ns_capable(m->file, &init_user_ns, CAP_SYS_ADMIN);
-	struct upalloc_proc *proc;
-	unsigned int bkt;
+	struct pid_namespace *ns = task_active_pid_ns(current);
+	struct upalloc_proc **procs;
+	unsigned int max, n, i;
 
 	seq_puts(m, "pid comm regions pages_live pages_peak pages_committed faults\n");
-	spin_lock(&upalloc_procs_lock);
-	hash_for_each(upalloc_procs, bkt, proc, node)
-		if (proc->regions)
-			processes_line(m, proc, all);
-	spin_unlock(&upalloc_procs_lock);
+	for (;;) {
+		/* Room for records created meanwhile, or try again. */
+		max = processes_count() + 16;
+		procs = kvmalloc_array(max, sizeof(*procs), GFP_KERNEL);
+		if (!procs)
+			return -ENOMEM;
+		n = processes_snapshot(procs, max);
+		if (n <= max)
+			break;
+		for (i = 0; i < max; i++)
+			proc_put(procs[i]);
+		kvfree(procs);
+	}
+	for (i = 0; i < n; i++) {
+		processes_line(m, procs[i], all, ns);
+		proc_put(procs[i]);
+		cond_resched();
+	}
+	kvfree(procs);
 	return 0;
 }
 
@@ -442,8 +598,9 @@ int upalloc_stats_init(void)
 /* Called after the last region is gone: every record is dead or idle. */
 void upalloc_stats_exit(void)
 {
+	struct hlist_node *tmp, *tmp_user;
+	struct upalloc_user *user;
 	struct upalloc_proc *proc;
-	struct hlist_node *tmp;
 	HLIST_HEAD(dead);
 	unsigned int bkt;
 
@@ -451,8 +608,14 @@ void upalloc_stats_exit(void)
 	spin_lock(&upalloc_procs_lock);
 	hash_for_each_safe(upalloc_procs, bkt, tmp, proc, node) {
 		WARN_ON(proc->regions);
+		WARN_ON(refcount_read(&proc->ref) != 1);
 		hash_del(&proc->node);
 		hlist_add_head(&proc->node, &dead);
+	}
+	hash_for_each_safe(upalloc_users, bkt, tmp_user, user, node) {
+		WARN_ON(user->committed);
+		hash_del(&user->node);
+		kfree(user);
 	}
 	spin_unlock(&upalloc_procs_lock);
 	procs_free_list(&dead);

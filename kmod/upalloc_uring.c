@@ -38,9 +38,14 @@
  *   nothing to cancel (no io_uring_cmd_mark_cancelable() on 6.12; this
  *   handler is never called with IO_URING_F_CANCEL). On ring teardown or
  *   process exit io-wq cancels queued work (-ECANCELED, never issued) and
- *   signals running workers (TIF_NOTIFY_SIGNAL, or SIGKILL at exit); a
- *   running command finishes or stops early as the ioctl would on a signal,
- *   and the pages it populated belong to the region and are freed with it.
+ *   signals running workers (TIF_NOTIFY_SIGNAL, or SIGKILL at exit), as
+ *   IORING_OP_ASYNC_CANCEL does; a running command stops early with -EINTR
+ *   (upalloc_should_stop()), and the pages it populated belong to the
+ *   region and are freed with it.
+ *
+ * - The command structure is read from the user once per issue
+ *   (upalloc_cmd_copy_in()); the inline-or-io-wq decision and the command
+ *   itself use that copy. SQE fields upalloc does not use must be 0.
  *
  * Completing long commands from task_work (io_uring_cmd_complete_in_task())
  * was rejected: task_work runs in the submitting task when it next enters the
@@ -51,10 +56,15 @@
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/moduleparam.h>
+#include <linux/sched/signal.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
 
 #include "upalloc.h"
 #include "upalloc_compat.h"
+
+/* The command area of a 128-byte SQE (IORING_SETUP_SQE128). */
+#define UPALLOC_URING_CMD128_SIZE	80
 
 static unsigned int uring_inline_pages = 64;
 module_param(uring_inline_pages, uint, 0644);
@@ -91,49 +101,84 @@ static bool upalloc_uring_brk_is_long(u64 addr, u64 new_brk)
 
 /*
  * Would this command allocate or free more pages than we allow inline?
- * A pointer we cannot read says no: the dispatcher then reports -EFAULT
- * exactly as the ioctl does.
+ * Decided on the copy of the command that will run (a), never on a second
+ * read of the user's structure.
  */
-static bool upalloc_uring_cmd_is_long(unsigned int cmd_op, void __user *arg)
+static bool upalloc_uring_cmd_is_long(unsigned int cmd_op,
+				      const union upalloc_cmd_args *a)
 {
-	struct upalloc_range __user *range = arg;
-	struct upalloc_brk __user *brk = arg;
-	u64 len, addr, new_brk;
-	u32 flags;
-
 	switch (cmd_op) {
 	case UPALLOC_IOC_POPULATE:
 	case UPALLOC_IOC_DECOMMIT:
-		if (get_user(len, &range->len))
-			return false;
-		return (len >> PAGE_SHIFT) > READ_ONCE(uring_inline_pages);
+		return (a->range.len >> PAGE_SHIFT) >
+		       READ_ONCE(uring_inline_pages);
 	case UPALLOC_IOC_SET_BRK:
 		/* Raising the break only commits: inline. Lowering frees. */
-		if (get_user(flags, &brk->flags) || get_user(addr, &brk->addr) ||
-		    get_user(new_brk, &brk->new_brk))
+		if (a->brk.flags & UPALLOC_BRK_QUERY)
 			return false;
-		if (flags & UPALLOC_BRK_QUERY)
-			return false;
-		return upalloc_uring_brk_is_long(addr, new_brk);
+		return upalloc_uring_brk_is_long(a->brk.addr, a->brk.new_brk);
 	default:
 		return false;
 	}
 }
 
+/*
+ * Every SQE field upalloc does not define must be 0, so that it can be
+ * given a meaning later: the payload's reserved word, the rest of the
+ * command area of a 128-byte SQE, a registered buffer (the commands take
+ * none), and ioprio, addr, len and buf_index. io_uring checks the rest
+ * itself (__pad1, the uring_cmd flags it knows). On 6.1 the SQE outside
+ * the command area is gone once the command went async (IOSQE_ASYNC, or a
+ * drained or linked request); the command area is checked there too.
+ */
+static int upalloc_uring_check_unused(const struct io_uring_cmd *ioucmd,
+				      const struct upalloc_uring_cmd *payload,
+				      unsigned int issue_flags)
+{
+	const struct io_uring_sqe *sqe = upalloc_uring_cmd_sqe(ioucmd);
+
+	if (ioucmd->flags & IORING_URING_CMD_FIXED)
+		return -EINVAL;
+	if (READ_ONCE(payload->reserved))
+		return -EINVAL;
+	if ((issue_flags & IO_URING_F_SQE128) &&
+	    memchr_inv(payload + 1, 0, UPALLOC_URING_CMD128_SIZE -
+		       sizeof(*payload)))
+		return -EINVAL;
+	if (sqe && (READ_ONCE(sqe->ioprio) || READ_ONCE(sqe->addr) ||
+		    READ_ONCE(sqe->len) || READ_ONCE(sqe->buf_index)))
+		return -EINVAL;
+	return 0;
+}
+
 int upalloc_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 {
 	const struct upalloc_uring_cmd *payload = upalloc_uring_cmd_payload(ioucmd);
+	bool nonblock = issue_flags & IO_URING_F_NONBLOCK;
 	unsigned int cmd_op = ioucmd->cmd_op;
+	union upalloc_cmd_args a;
 	void __user *arg;
+	long ret;
 
 	/* The SQE lives in memory the submitter can still write: read it once. */
 	arg = u64_to_user_ptr(READ_ONCE(payload->arg));
-	if (READ_ONCE(payload->reserved))
-		return -EINVAL;
+	ret = upalloc_uring_check_unused(ioucmd, payload, issue_flags);
+	if (ret)
+		return ret;
+	ret = upalloc_cmd_copy_in(cmd_op, arg, &a);
+	if (ret)
+		return ret;
 
-	if ((issue_flags & IO_URING_F_NONBLOCK) &&
-	    upalloc_uring_cmd_is_long(cmd_op, arg))
+	if (nonblock && upalloc_uring_cmd_is_long(cmd_op, &a))
 		return -EAGAIN;
 
-	return upalloc_do_cmd(ioucmd->file, cmd_op, arg);
+	ret = upalloc_cmd_run(cmd_op, &a, arg);
+	/*
+	 * Stopped inline by a TIF_NOTIFY_SIGNAL that was not meant for it
+	 * (the SQPOLL thread gets them for task_work): let io-wq finish it.
+	 * What was done stays done; the command picks up from there.
+	 */
+	if (ret == -EINTR && nonblock && !fatal_signal_pending(current))
+		return -EAGAIN;
+	return ret;
 }

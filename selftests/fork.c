@@ -5,7 +5,8 @@
  * invisible to the other (also for pages absent at fork time); both sides can
  * keep faulting, moving breaks, decommitting and unmapping; MADV_DONTFORK
  * keeps a region out of the child; a child that execs drops its share; and
- * once both are gone every page is freed.
+ * once both are gone every page is freed. Right after fork the child has no
+ * PTE of the parent's (issue 11, item 3).
  */
 #include <pthread.h>
 #include <sys/uio.h>
@@ -302,6 +303,44 @@ TEST_F(fork, populate_in_child_reports_what_it_allocates)
 	}
 	EXPECT_EQ(0, wait_child_ok(pid));
 	EXPECT_EQ(-1, check_pages(p, 0, 4, 1));
+}
+
+/*
+ * POPULATE of a forked region mapped PROT_WRITE only: a page still shared
+ * with a relative cannot be mapped for writing without a copy, which
+ * populating never makes, and the VMA allows no read mapping either, so
+ * the page is left to its first write. The absent pages are allocated and
+ * mapped; the call succeeds on both sides of the fork.
+ */
+TEST_F(fork, populate_of_shared_write_only_region_succeeds)
+{
+	char *p = self->p;
+	uint64_t nr = 0;
+	pid_t pid;
+
+	NEED_DEVICE();
+	fill_pages(p, 0, 1, 3);		/* 1 page shared after fork, 7 absent */
+	ASSERT_EQ(0, mprotect(p, PAGES(NPAGES), PROT_WRITE));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		uint64_t cnr = 0;
+
+		CHILD_CHECK(upa_populate(self->fd, p, PAGES(NPAGES), &cnr) == 0);
+		CHILD_CHECK(cnr == NPAGES - 1);
+		CHILD_CHECK(mprotect(p, PAGES(NPAGES), PROT_READ | PROT_WRITE) == 0);
+		CHILD_CHECK(check_pages(p, 0, 1, 3) == -1);
+		CHILD_CHECK(check_zero_pages(p, 1, NPAGES - 1) == -1);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(0, upa_populate(self->fd, p, PAGES(NPAGES), &nr)) {
+		TH_LOG("populate: %s", strerror(errno));
+	}
+	EXPECT_EQ(NPAGES - 1, nr);
+	ASSERT_EQ(0, mprotect(p, PAGES(NPAGES), PROT_READ | PROT_WRITE));
+	EXPECT_EQ(-1, check_pages(p, 0, 1, 3));
+	EXPECT_EQ(-1, check_zero_pages(p, 1, NPAGES - 1));
 }
 
 /* The parent giving pages back (decommit, lower break) leaves the child's. */
@@ -615,6 +654,102 @@ TEST_F(fork, forks_during_populate_keep_snapshots_isolated)
 	EXPECT_EQ(0, STAT_DELTA(after, before, pages_live));
 	/* Each fork clones the fixture's region too. */
 	EXPECT_EQ(2 * RACE_ROUNDS, STAT_DELTA(after, before, forks));
+}
+
+/*
+ * Bit 63 (present) of the /proc/self/pagemap entry of every page of
+ * [p, p + PAGES(n)), one char '1' or '0' per page into map; 0 or -errno.
+ * Reading pagemap walks the page tables without faulting anything in.
+ */
+static int pagemap_present(const char *p, size_t n, char *map)
+{
+	uint64_t entry;
+	size_t i;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (i = 0; i < n; i++) {
+		off_t off = (off_t)((uintptr_t)(p + PAGES(i)) / page_size() *
+				    sizeof(entry));
+
+		if (pread(fd, &entry, sizeof(entry), off) != sizeof(entry)) {
+			close(fd);
+			return -EIO;
+		}
+		map[i] = entry >> 63 ? '1' : '0';
+	}
+	map[n] = 0;
+	close(fd);
+	return 0;
+}
+
+#ifndef MADV_KEEPONFORK
+#define MADV_KEEPONFORK 19
+#endif
+
+/*
+ * Issue 11, item 3: right after fork, before touching anything, the child
+ * has no PTE of the region at all (pagemap), so that its first write
+ * faults and gets a private copy; a PTE copied from the parent would write
+ * into the parent's page. keep_on_fork clears VM_WIPEONFORK, with which the
+ * module stops the core from copying PTEs, so that only ->open's zaps
+ * stand between the parent's PTEs and the child.
+ */
+static void child_inherits_no_pte(struct __test_metadata *_metadata,
+				  char *p, struct upa_channel *ch,
+				  bool keep_on_fork)
+{
+	char map[NPAGES + 1];
+	pid_t pid;
+
+	if (keep_on_fork)
+		ASSERT_EQ(0, madvise(p, PAGES(NPAGES), MADV_KEEPONFORK));
+	fill_pages(p, 0, NPAGES, 1);
+	/* The parent maps every page: pagemap can see PTEs. */
+	ASSERT_EQ(0, pagemap_present(p, NPAGES, map));
+	ASSERT_STREQ("11111111", map);
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int err = pagemap_present(p, NPAGES, map);
+
+		/* Before any fault of the child's. */
+		if (err || strcmp(map, "00000000")) {
+			fprintf(stderr, "# child's PTEs right after fork: %s (%d)\n",
+				map, err);
+			TELL_PARENT(ch, 'f');
+			_exit(1);
+		}
+		fill_pages(p, 0, NPAGES, 3);
+		TELL_PARENT(ch, 'c');
+		CHILD_CHECK(WAIT_PARENT(ch) == 'x');
+		CHILD_CHECK(check_pages(p, 0, NPAGES, 3) == -1);
+		_exit(0);
+	}
+	if (WAIT_CHILD(ch) != 'c') {
+		wait_child(pid);
+		ASSERT_TRUE(false) TH_LOG("the child inherited PTEs");
+	}
+	EXPECT_EQ(-1, check_pages(p, 0, NPAGES, 1));
+	fill_pages(p, 0, NPAGES, 2);
+	TELL_CHILD(ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(-1, check_pages(p, 0, NPAGES, 2));
+}
+
+TEST_F(fork, child_inherits_no_pte_of_parent)
+{
+	NEED_DEVICE();
+	child_inherits_no_pte(_metadata, self->p, &self->ch, false);
+}
+
+TEST_F(fork, child_inherits_no_pte_of_parent_with_keeponfork)
+{
+	NEED_DEVICE();
+	child_inherits_no_pte(_metadata, self->p, &self->ch, true);
 }
 
 UPALLOC_TEST_MAIN

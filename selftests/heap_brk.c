@@ -5,7 +5,12 @@
  * pages below the break may be touched (SIGBUS above it); UPALLOC_IOC_SET_BRK
  * raises the break (commits, ENOMEM up front over a limit, changing nothing)
  * or lowers it (frees the pages above). Plain mappings start with brk == len.
+ * A raise racing with a lowering never exposes the lowered pages' old
+ * contents (issue 11, item 9).
  */
+#include <pthread.h>
+#include <time.h>
+
 #include "upalloc_test.h"
 
 #define HEAP_PAGES	256
@@ -334,6 +339,90 @@ TEST_F(heap_brk, plain_region_break_can_be_lowered_and_raised)
 	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
 	EXPECT_EQ(8, ps.pages_committed);
 	ASSERT_EQ(0, munmap(p, PAGES(8)));
+}
+
+/* A raiser thread: waits for the break to drop below len, puts it back. */
+struct brk_raiser {
+	int fd;
+	char *heap;
+	uint64_t len;
+	int err;
+	bool raised;
+};
+
+static void *raise_when_lowered(void *arg)
+{
+	struct brk_raiser *rs = arg;
+	struct upalloc_brk b;
+	long spins;
+
+	for (spins = 0; spins < 10000000; spins++) {
+		if (upa_query_brk(rs->fd, rs->heap, &b)) {
+			rs->err = -errno;
+			return NULL;
+		}
+		if (b.old_brk < rs->len)
+			break;
+		if (spins % 64 == 63)
+			sched_yield();
+	}
+	rs->err = upa_set_brk(rs->fd, rs->heap, rs->len, NULL);
+	rs->raised = true;
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+#define RACE_PAGES	4096
+#define RACE_ROUNDS	10
+#define RACE_SECONDS	5.0
+
+/*
+ * One thread lowers the break to 0, another raises it back to the end as
+ * soon as it sees it lowered, while the lowering is still freeing pages
+ * in batches. The lowering must free every page it lowered the break
+ * past: after both, nothing was written, so every page reads zero. The
+ * old module resumed its batches from the raised break and left the old
+ * contents there. Bounded: RACE_ROUNDS rounds or RACE_SECONDS.
+ */
+TEST_F(heap_brk, raise_racing_with_lowering_exposes_no_old_contents)
+{
+	double deadline = now_s() + RACE_SECONDS;
+	struct brk_raiser rs = { .fd = self->fd, .len = PAGES(RACE_PAGES) };
+	struct upalloc_brk b;
+	int round, raced = 0;
+	pthread_t t;
+	char *heap;
+	long bad;
+
+	NEED_DEVICE();
+	heap = upa_map_heap(self->fd, PAGES(RACE_PAGES));
+	ASSERT_NE(NULL, heap);
+	rs.heap = heap;
+	for (round = 0; round < RACE_ROUNDS && now_s() < deadline; round++) {
+		ASSERT_EQ(0, upa_set_brk(self->fd, heap, PAGES(RACE_PAGES), NULL));
+		write_pages(heap, 0, RACE_PAGES, 'o');
+		rs.raised = false;
+		ASSERT_EQ(0, pthread_create(&t, NULL, raise_when_lowered, &rs));
+		ASSERT_EQ(0, upa_set_brk(self->fd, heap, 0, &b));
+		ASSERT_EQ(0, pthread_join(t, NULL));
+		ASSERT_EQ(0, rs.err);
+		ASSERT_TRUE(rs.raised);
+		ASSERT_EQ(0, upa_query_brk(self->fd, heap, &b));
+		ASSERT_EQ(PAGES(RACE_PAGES), b.old_brk);
+		bad = check_zero_pages(heap, 0, RACE_PAGES);
+		ASSERT_EQ(-1, bad) TH_LOG("round %d: page %ld kept its old contents",
+					  round, bad);
+		raced++;
+	}
+	TH_LOG("%d rounds", raced);
+	munmap(heap, PAGES(RACE_PAGES));
 }
 
 UPALLOC_TEST_MAIN

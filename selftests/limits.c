@@ -8,6 +8,7 @@
  * committed memory never fails, even after the limit is lowered. Every test
  * restores the parameters it changed.
  */
+#include <grp.h>
 #include <sys/mount.h>
 
 #include "upalloc_test.h"
@@ -16,6 +17,9 @@ FIXTURE(limits) {
 	int fd;
 	uint64_t saved_max_pages;
 	uint64_t saved_per_process;
+	uint64_t saved_region_pages;
+	uint64_t saved_per_user;
+	bool has_per_user;	/* max_pages_per_user exists (issue 11) */
 	bool saved;
 };
 
@@ -26,6 +30,9 @@ FIXTURE_SETUP(limits)
 		SKIP(return, "needs root to change module parameters");
 	ASSERT_EQ(0, upa_param_read("max_pages", &self->saved_max_pages));
 	ASSERT_EQ(0, upa_param_read("max_pages_per_process", &self->saved_per_process));
+	ASSERT_EQ(0, upa_param_read("max_region_pages", &self->saved_region_pages));
+	self->has_per_user = !upa_param_read("max_pages_per_user",
+					     &self->saved_per_user);
 	self->saved = true;
 }
 
@@ -35,9 +42,267 @@ FIXTURE_TEARDOWN(limits)
 		EXPECT_EQ(0, upa_param_write("max_pages", self->saved_max_pages));
 		EXPECT_EQ(0, upa_param_write("max_pages_per_process",
 					     self->saved_per_process));
+		EXPECT_EQ(0, upa_param_write("max_region_pages",
+					     self->saved_region_pages));
+		if (self->has_per_user)
+			EXPECT_EQ(0, upa_param_write("max_pages_per_user",
+						     self->saved_per_user));
 	}
 	if (self->fd >= 0)
 		close(self->fd);
+}
+
+/*
+ * Issue 11, item 4: every mmap takes a range of the device's page-offset
+ * space (2^51 pages), and it must come back when the mmap fails or the
+ * region is unmapped. With max_region_pages raised to 2^34 pages (64 TiB)
+ * the whole space is 2^17 regions: a few more mmaps than that, half
+ * failing on the commit limit after their range was taken, half succeeding
+ * (a MAP_NORESERVE heap commits nothing) and unmapped, and an ordinary mmap
+ * must still work. About 20 s under TCG. A module that never reuses offsets fails it with
+ * ENOMEM.
+ */
+#define PGOFF_SPACE_SHIFT	51
+#define HUGE_REGION_SHIFT	34
+
+TEST_F_TIMEOUT(limits, offsets_of_failed_and_unmapped_mmaps_are_reused, 150)
+{
+	size_t huge = (size_t)1 << (HUGE_REGION_SHIFT + 12);
+	long rounds = (1L << (PGOFF_SPACE_SHIFT - HUGE_REGION_SHIFT)) + 1024;
+	long i, failed = 0, mapped = 0;
+	char *p;
+
+	NEED_DEVICE();
+	ASSERT_EQ(4096, page_size());
+	ASSERT_EQ(0, upa_param_write("max_region_pages",
+				     (uint64_t)1 << HUGE_REGION_SHIFT));
+	/* Far below 64 TiB: a reserved huge mapping cannot commit. */
+	ASSERT_EQ(0, upa_param_write("max_pages", 1 << 20));
+
+	for (i = 0; i < rounds; i++) {
+		if (i & 1) {
+			p = upa_map_heap(self->fd, huge);
+			if (!p) {
+				TH_LOG("heap mmap %ld: %s", i, strerror(errno));
+				break;
+			}
+			ASSERT_EQ(0, munmap(p, huge));
+			mapped++;
+		} else {
+			p = upa_map(self->fd, huge, 0);
+			if (p) {
+				munmap(p, huge);
+				TH_LOG("mmap %ld committed 64 TiB", i);
+				break;
+			}
+			if (errno != ENOMEM) {
+				TH_LOG("mmap %ld: %s", i, strerror(errno));
+				break;
+			}
+			failed++;
+		}
+	}
+	TH_LOG("%ld failed and %ld unmapped 64 TiB mmaps", failed, mapped);
+	EXPECT_EQ(rounds, i);
+
+	p = upa_map(self->fd, PAGES(4), 0);
+	ASSERT_NE(NULL, p) TH_LOG("ordinary mmap: %s", strerror(errno));
+	p[0] = 1;
+	EXPECT_EQ(0, munmap(p, PAGES(4)));
+}
+
+/* ---- per-user limits and fork (issue 11, item 5) ------------------------ */
+
+#define USER_A	1000
+#define USER_B	1001
+
+/* In a forked child: become uid (and gid) uid for good, as setpriv does. */
+static int become(uid_t uid)
+{
+	if (setgroups(0, NULL) || setresgid(uid, uid, uid) ||
+	    setresuid(uid, uid, uid))
+		return -1;
+	return 0;
+}
+
+/*
+ * A child of user uid that maps pages (reserved, so committed) and reports
+ * 'y' or 'n' for success; it keeps the mapping until told 'x'.
+ */
+static pid_t map_as(int fd, uid_t uid, size_t pages, struct upa_channel *ch)
+{
+	pid_t pid = fork();
+	char *p;
+
+	if (pid)
+		return pid;
+	CHILD_CHECK(become(uid) == 0);
+	p = upa_map(fd, PAGES(pages), 0);
+	TELL_PARENT(ch, p ? 'y' : 'n');
+	CHILD_CHECK(WAIT_PARENT(ch) == 'x');
+	_exit(0);
+}
+
+/* Does a fresh process of uid manage to map pages? 'y' or 'n'. */
+static char try_map_as(struct __test_metadata *_metadata, int fd, uid_t uid,
+		       size_t pages)
+{
+	struct upa_channel ch;
+	pid_t pid;
+	char c;
+
+	if (channel_open(&ch))
+		return '?';
+	pid = map_as(fd, uid, pages, &ch);
+	if (pid < 0)
+		return '?';
+	c = WAIT_CHILD(&ch);
+	TELL_CHILD(&ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(pid));
+	channel_close(&ch);
+	return c;
+}
+
+/*
+ * max_pages_per_user covers all of a user's processes together and no
+ * other user's: user A's second process cannot take what the first one
+ * left, user B can.
+ */
+TEST_F(limits, per_user_limit_spans_a_users_processes_only)
+{
+	struct upa_channel ch;
+	pid_t holder;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages", 0));
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 0));
+	ASSERT_EQ(0, upa_param_write("max_pages_per_user", 100));
+
+	ASSERT_EQ(0, channel_open(&ch));
+	holder = map_as(self->fd, USER_A, 60, &ch);
+	ASSERT_LE(0, holder);
+	ASSERT_EQ('y', WAIT_CHILD(&ch));
+	EXPECT_EQ('n', try_map_as(_metadata, self->fd, USER_A, 60));
+	EXPECT_EQ('y', try_map_as(_metadata, self->fd, USER_A, 40));
+	EXPECT_EQ('y', try_map_as(_metadata, self->fd, USER_B, 100));
+	EXPECT_EQ('n', try_map_as(_metadata, self->fd, USER_B, 101));
+	TELL_CHILD(&ch, 'x');
+	EXPECT_EQ(0, wait_child_ok(holder));
+	channel_close(&ch);
+	/* Given back at munmap/exit. */
+	EXPECT_EQ('y', try_map_as(_metadata, self->fd, USER_A, 100));
+}
+
+/*
+ * The defaults (as loaded) keep one user from starving the others: a
+ * process gets at most max_pages / 2, a user at most 3/4 of max_pages, so
+ * two processes of user A cannot both take their share, and user B still
+ * gets memory after A took all it may.
+ */
+TEST_F(limits, default_limits_leave_memory_for_other_users)
+{
+	uint64_t per_proc = self->saved_per_process;
+	uint64_t per_user = self->saved_per_user;
+	struct upa_channel ch1, ch2;
+	pid_t a1, a2;
+
+	NEED_DEVICE();
+	ASSERT_TRUE(self->has_per_user);
+	ASSERT_NE(0, self->saved_max_pages) TH_LOG("max_pages unlimited");
+	EXPECT_EQ(self->saved_max_pages / 2, per_proc);
+	EXPECT_EQ(self->saved_max_pages / 4 * 3, per_user);
+	ASSERT_LT(per_proc, per_user);
+
+	EXPECT_EQ('n', try_map_as(_metadata, self->fd, USER_A, per_proc + 1));
+	ASSERT_EQ(0, channel_open(&ch1));
+	ASSERT_EQ(0, channel_open(&ch2));
+	a1 = map_as(self->fd, USER_A, per_proc, &ch1);
+	ASSERT_LE(0, a1);
+	ASSERT_EQ('y', WAIT_CHILD(&ch1));
+	EXPECT_EQ('n', try_map_as(_metadata, self->fd, USER_A, per_proc));
+	a2 = map_as(self->fd, USER_A, per_user - per_proc, &ch2);
+	ASSERT_LE(0, a2);
+	ASSERT_EQ('y', WAIT_CHILD(&ch2));
+	EXPECT_EQ('n', try_map_as(_metadata, self->fd, USER_A, 1));
+	/* A is at its limit; B is not starved. */
+	EXPECT_EQ('y', try_map_as(_metadata, self->fd, USER_B, 1024));
+	TELL_CHILD(&ch1, 'x');
+	TELL_CHILD(&ch2, 'x');
+	EXPECT_EQ(0, wait_child_ok(a1));
+	EXPECT_EQ(0, wait_child_ok(a2));
+	channel_close(&ch1);
+	channel_close(&ch2);
+}
+
+/*
+ * Fork cannot fail in the module, so the limits hold across it this way:
+ * a child's copy of a region is made only if its commitment fits under
+ * max_pages and the user's max_pages_per_user (max_pages_per_process does
+ * not apply: the parent's commitments were within it); otherwise the
+ * child's mapping has no memory and any access raises SIGBUS. The parent
+ * keeps its region, and the count does not grow.
+ */
+static void fork_over_limit(struct __test_metadata *_metadata, int fd,
+			    uid_t uid)
+{
+	struct upa_stats s0, s1;
+	char *small, *big;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		char v;
+
+		if (uid)
+			CHILD_CHECK(become(uid) == 0);
+		small = upa_map(fd, PAGES(30), 0);
+		big = upa_map(fd, PAGES(40), 0);
+		CHILD_CHECK(small && big);
+		small[0] = 's';
+		big[0] = 'b';
+		/* 70 committed, 100 allowed: the copy of big does not fit. */
+		CHILD_CHECK(upa_read_stats(&s0) == 0);
+		pid = fork();
+		CHILD_CHECK(pid >= 0);
+		if (!pid) {
+			/* small (30) fits, big (30 + 40 > 100 - 70) does not. */
+			CHILD_CHECK(upa_probe_read(small, &v, NULL) == 0);
+			CHILD_CHECK(v == 's');
+			CHILD_CHECK(upa_probe_read(big, &v, NULL) == SIGBUS);
+			CHILD_CHECK(upa_probe_write(big, 'c', NULL) == SIGBUS);
+			_exit(0);
+		}
+		CHILD_CHECK(wait_child_ok(pid) == 0);
+		CHILD_CHECK(upa_read_stats(&s1) == 0);
+		/* The parent is untouched. */
+		CHILD_CHECK(big[0] == 'b');
+		big[1] = 'B';
+		CHILD_CHECK(s1.pages_committed == s0.pages_committed);
+		_exit(0);
+	}
+	status = wait_child_ok(pid);
+	EXPECT_EQ(0, status);
+}
+
+TEST_F(limits, fork_past_the_global_limit_leaves_the_child_without_memory)
+{
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 0));
+	if (self->has_per_user)
+		ASSERT_EQ(0, upa_param_write("max_pages_per_user", 0));
+	ASSERT_EQ(0, upa_param_write("max_pages", 100));
+	fork_over_limit(_metadata, self->fd, 0);
+}
+
+TEST_F(limits, fork_past_the_user_limit_leaves_the_child_without_memory)
+{
+	NEED_DEVICE();
+	ASSERT_EQ(0, upa_param_write("max_pages_per_process", 0));
+	ASSERT_EQ(0, upa_param_write("max_pages", 0));
+	ASSERT_EQ(0, upa_param_write("max_pages_per_user", 100));
+	fork_over_limit(_metadata, self->fd, USER_A);
 }
 
 TEST_F(limits, module_params_are_readable_and_writable)
@@ -164,8 +429,13 @@ TEST_F(limits, max_pages_enforced_globally)
 	if (pid == 0) {
 		char *c;
 
-		/* The child's copy of a is committed too: 8 + 8 > 12. */
-		c = upa_map(self->fd, PAGES(1), 0);
+		/*
+		 * The child's copy of a would take 8 + 8 > 12: fork leaves
+		 * it without memory (the limit holds across fork), and the 4
+		 * pages left are all anyone may commit.
+		 */
+		CHILD_CHECK(upa_probe_read(a, NULL, NULL) == SIGBUS);
+		c = upa_map(self->fd, PAGES(5), 0);
 		CHILD_CHECK(c == NULL && errno == ENOMEM);
 		CHILD_CHECK(munmap(a, PAGES(8)) == 0);
 		c = upa_map(self->fd, PAGES(4), 0);

@@ -8,7 +8,9 @@
  * histogram sums to the number of faults; /proc/upalloc/processes has a line
  * for this process with the right counts and an escaped comm.
  */
+#include <sched.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 #include "upalloc_test.h"
 
@@ -416,6 +418,163 @@ TEST_F(stats, processes_file_lists_this_process)
 	ASSERT_EQ(0, munmap(h, PAGES(32)));
 	/* No region left: no line. */
 	EXPECT_EQ(-1, find_process_line(getpid(), &pl, header, sizeof(header)));
+}
+
+/*
+ * Issue 11, item 11: a process in a new pid namespace must not see the
+ * processes outside it as pid 0; it sees its own line with its own pid
+ * there (1). Needs root (unshare(CLONE_NEWPID)).
+ */
+TEST_F(stats, processes_outside_the_readers_pid_namespace_are_not_listed)
+{
+	struct process_line pl;
+	char header[256];
+	pid_t pid;
+	char *a;
+
+	NEED_DEVICE();
+	if (geteuid())
+		SKIP(return, "needs root for unshare(CLONE_NEWPID)");
+	a = upa_map(self->fd, PAGES(2), 0);	/* a line outside */
+	ASSERT_NE(NULL, a);
+	a[0] = 1;
+	ASSERT_EQ(0, find_process_line(getpid(), &pl, header, sizeof(header)));
+	ASSERT_EQ(0, unshare(CLONE_NEWPID));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		char *b = upa_map(self->fd, PAGES(2), 0);
+
+		CHILD_CHECK(getpid() == 1);
+		CHILD_CHECK(b);
+		b[0] = 1;
+		/* Its own line: pid 1 here. */
+		CHILD_CHECK(find_process_line(1, &pl, header,
+					      sizeof(header)) == 0);
+		/* No line for a process it cannot name. */
+		CHILD_CHECK(find_process_line(0, &pl, header,
+					      sizeof(header)) == -1);
+		_exit(0);
+	}
+	EXPECT_EQ(0, wait_child_ok(pid));
+	EXPECT_EQ(0, munmap(a, PAGES(2)));
+}
+
+/*
+ * Issue 11, item 11: /proc/upalloc/processes formatted every record under
+ * the spinlock that mmap, munmap and fork take, so two readers in a loop
+ * stalled them. With 1000 processes holding regions, time mmap+munmap pairs
+ * without readers and with two readers looping: the slowest pair may take
+ * longer by the CPU time the readers take from it (a few scheduling
+ * periods; 25-80 ms in a TCG guest), not by a reader's whole pass over
+ * the records under the lock (0.25-0.4 s there with 600 processes).
+ * Bounded: about 20 s.
+ */
+#define STALL_PROCS	1000
+#define STALL_PAIRS	1500
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* The 90th percentile and the maximum of STALL_PAIRS mmap+munmap pairs. */
+static int time_map_pairs(int fd, uint64_t *p90, uint64_t *max)
+{
+	static uint64_t ns[STALL_PAIRS];
+	uint64_t t;
+	char *p;
+	int i;
+
+	for (i = 0; i < STALL_PAIRS; i++) {
+		t = now_ns();
+		p = upa_map(fd, PAGES(1), 0);
+		if (!p || munmap(p, PAGES(1)))
+			return -1;
+		ns[i] = now_ns() - t;
+	}
+	qsort(ns, STALL_PAIRS, sizeof(ns[0]), cmp_u64);
+	*p90 = ns[STALL_PAIRS * 9 / 10];
+	*max = ns[STALL_PAIRS - 1];
+	return 0;
+}
+
+static pid_t start_reader(void)
+{
+	pid_t pid = fork();
+	char buf[65536];
+	int fd;
+
+	if (pid)
+		return pid;
+	for (;;) {
+		fd = open(UPA_PROCESSES_PATH, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			_exit(1);
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		close(fd);
+	}
+}
+
+TEST_F_TIMEOUT(stats, processes_readers_do_not_stall_mmap, 120)
+{
+	uint64_t p90_quiet, max_quiet, p90_read, max_read;
+	pid_t holders[STALL_PROCS], readers[2];
+	struct upa_channel ch;
+	int i;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, channel_open(&ch));
+	for (i = 0; i < STALL_PROCS; i++) {
+		holders[i] = fork();
+		ASSERT_LE(0, holders[i]);
+		if (!holders[i]) {
+			char *q = upa_map(self->fd, PAGES(1), 0);
+
+			CHILD_CHECK(q);
+			q[0] = 1;
+			TELL_PARENT(&ch, 'r');
+			WAIT_PARENT(&ch);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < STALL_PROCS; i++)
+		ASSERT_EQ('r', WAIT_CHILD(&ch));
+
+	ASSERT_EQ(0, time_map_pairs(self->fd, &p90_quiet, &max_quiet));
+	for (i = 0; i < 2; i++) {
+		readers[i] = start_reader();
+		ASSERT_LE(0, readers[i]);
+	}
+	usleep(100 * 1000);
+	ASSERT_EQ(0, time_map_pairs(self->fd, &p90_read, &max_read));
+	for (i = 0; i < 2; i++) {
+		kill(readers[i], SIGKILL);
+		waitpid(readers[i], NULL, 0);
+	}
+	for (i = 0; i < STALL_PROCS; i++)
+		TELL_CHILD(&ch, 'x');
+	for (i = 0; i < STALL_PROCS; i++)
+		EXPECT_EQ(0, wait_child_ok(holders[i]));
+	channel_close(&ch);
+
+	TH_LOG("mmap+munmap p90/max: %llu/%llu us alone, %llu/%llu us with 2 readers",
+	       (unsigned long long)p90_quiet / 1000,
+	       (unsigned long long)max_quiet / 1000,
+	       (unsigned long long)p90_read / 1000,
+	       (unsigned long long)max_read / 1000);
+	EXPECT_GT(4 * max_quiet + 150000000ull, max_read);
 }
 
 TEST_F(stats, pages_peak_is_a_high_water_mark)

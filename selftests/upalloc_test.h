@@ -352,7 +352,7 @@ static inline void upa_probe_uninstall(void)
 static inline int upa_probe_read(const volatile char *p, char *value,
 				 struct upa_probe_result *res)
 {
-	char v = 0;
+	volatile char v = 0;
 
 	memset(&upa_probe_last, 0, sizeof(upa_probe_last));
 	upa_probe_install();

@@ -198,6 +198,52 @@ TEST_F(uring, populate_forced_async_matches_ioctl)
 	check_populate_twins(_metadata, self, 16, 2, 6, IOSQE_ASYNC);
 }
 
+/*
+ * POPULATE through the ring of a forked region mapped PROT_WRITE only,
+ * with a page still shared with the child: that page is left to its first
+ * write (no copy, no read mapping allowed), the others are allocated; the
+ * command succeeds like the ioctl does, inline and from io-wq.
+ */
+TEST_F(uring, populate_of_shared_write_only_region_succeeds)
+{
+	const unsigned int flags[] = { 0, IOSQE_ASYNC };
+	struct upalloc_range rg;
+	unsigned int i;
+	int hold[2];
+	char *p;
+	pid_t pid;
+
+	NEED_DEVICE();
+	for (i = 0; i < 2; i++) {
+		p = upa_map(self->fd, PAGES(8), 0);
+		ASSERT_NE(NULL, p);
+		fill_pages(p, 0, 1, 5);
+		ASSERT_EQ(0, mprotect(p, PAGES(8), PROT_WRITE));
+		ASSERT_EQ(0, pipe(hold));
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			char c;
+
+			/* Keep the share until the parent is done. */
+			close(hold[1]);
+			_exit(read(hold[0], &c, 1) == 0 ? 0 : 1);
+		}
+		close(hold[0]);
+		rg = range_of(p, PAGES(8));
+		EXPECT_EQ(0, ring_cmd_full(&self->ring, self->fd,
+					   UPALLOC_IOC_POPULATE, &rg, 0,
+					   flags[i])) TH_LOG("sqe flags %#x", flags[i]);
+		EXPECT_EQ(7, rg.nr_pages);
+		close(hold[1]);
+		EXPECT_EQ(0, wait_child_ok(pid));
+		ASSERT_EQ(0, mprotect(p, PAGES(8), PROT_READ | PROT_WRITE));
+		EXPECT_EQ(-1, check_pages(p, 0, 1, 5));
+		EXPECT_EQ(-1, check_zero_pages(p, 1, 7));
+		ASSERT_EQ(0, munmap(p, PAGES(8)));
+	}
+}
+
 static void check_decommit_twins(struct __test_metadata *_metadata,
 				 FIXTURE_DATA(uring) *self, size_t n,
 				 size_t first, size_t count)
@@ -855,6 +901,175 @@ TEST_F(uring, sigkill_with_populates_in_flight_leaks_nothing)
 {
 	NEED_DEVICE();
 	teardown_with_work_in_flight(_metadata, self, TEARDOWN_SIGKILL);
+}
+
+/* ---- unused SQE fields (issue 11, item 10) ----------------------------- */
+
+/* VERSION with one unused SQE field set: the module must refuse it. */
+static int version_with_sqe_field(struct io_uring *ring, int fd, int field,
+				  struct upalloc_version *v)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (!sqe)
+		return RING_FAILED;
+	prep_upalloc_cmd(sqe, fd, UPALLOC_IOC_VERSION, v, 0);
+	switch (field) {
+	case 0:
+		sqe->ioprio = 1;
+		break;
+	case 1:
+		sqe->addr = 0x1000;
+		break;
+	case 2:
+		sqe->len = 1;
+		break;
+	case 3:
+		sqe->buf_index = 1;
+		break;
+	}
+	if (io_uring_submit(ring) != 1 || io_uring_wait_cqe(ring, &cqe))
+		return RING_FAILED;
+	ret = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return ret;
+}
+
+TEST_F(uring, nonzero_unused_sqe_fields_give_einval)
+{
+	static const char *const names[] = { "ioprio", "addr", "len",
+					     "buf_index" };
+	struct upalloc_version v;
+	int i;
+
+	NEED_DEVICE();
+	for (i = 0; i < 4; i++) {
+		memset(&v, 0, sizeof(v));
+		EXPECT_EQ(-EINVAL, version_with_sqe_field(&self->ring, self->fd,
+							   i, &v))
+			TH_LOG("sqe->%s", names[i]);
+		EXPECT_EQ(0, v.abi_version) TH_LOG("sqe->%s", names[i]);
+	}
+	/* The same command with every unused field 0 still works. */
+	EXPECT_EQ(0, version_with_sqe_field(&self->ring, self->fd, -1, &v));
+	EXPECT_EQ(UPALLOC_ABI_VERSION, v.abi_version);
+}
+
+TEST_F(uring, registered_buffer_flag_gives_einval)
+{
+	struct upalloc_version v = { 0 };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct iovec iov;
+
+	NEED_DEVICE();
+	/* Anonymous memory: 6.1 refuses long-term pins of file pages. */
+	iov.iov_len = page_size();
+	iov.iov_base = mmap(NULL, iov.iov_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, iov.iov_base);
+	ASSERT_EQ(0, io_uring_register_buffers(&self->ring, &iov, 1));
+	sqe = io_uring_get_sqe(&self->ring);
+	ASSERT_NE(NULL, sqe);
+	prep_upalloc_cmd(sqe, self->fd, UPALLOC_IOC_VERSION, &v, 0);
+	sqe->uring_cmd_flags = IORING_URING_CMD_FIXED;
+	sqe->buf_index = 0;
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
+	EXPECT_EQ(-EINVAL, cqe->res);
+	io_uring_cqe_seen(&self->ring, cqe);
+	EXPECT_EQ(0, v.abi_version);
+	io_uring_unregister_buffers(&self->ring);
+	munmap(iov.iov_base, iov.iov_len);
+}
+
+/* A 128-byte SQE's command area is 80 bytes: the 64 we do not use are 0. */
+TEST_F(uring, nonzero_tail_of_big_sqe_command_area_gives_einval)
+{
+	struct upalloc_version v = { 0 };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct io_uring big;
+	int round;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, io_uring_queue_init(4, &big, IORING_SETUP_SQE128));
+	for (round = 0; round < 2; round++) {
+		sqe = io_uring_get_sqe(&big);
+		ASSERT_NE(NULL, sqe);
+		memset(sqe, 0, 128);
+		prep_upalloc_cmd(sqe, self->fd, UPALLOC_IOC_VERSION, &v, 0);
+		if (!round)
+			sqe->cmd[79] = 1;
+		ASSERT_EQ(1, io_uring_submit(&big));
+		ASSERT_EQ(0, io_uring_wait_cqe(&big, &cqe));
+		EXPECT_EQ(round ? 0 : -EINVAL, cqe->res);
+		io_uring_cqe_seen(&big, cqe);
+		EXPECT_EQ(round ? UPALLOC_ABI_VERSION : 0, v.abi_version);
+	}
+	io_uring_queue_exit(&big);
+}
+
+/* ---- cancellation stops a long POPULATE (issue 11, item 10) ------------- */
+
+/*
+ * A POPULATE of 256 MiB running in io-wq is cancelled (IORING_OP_ASYNC_CANCEL,
+ * which io-wq delivers to its worker as TIF_NOTIFY_SIGNAL, as it does on
+ * ring teardown and exec; not a fatal signal). It must stop early with
+ * -EINTR, leaving part of the region populated; a module that only checks
+ * fatal signals populates to the end and completes with 0. (Closing the
+ * ring while the process lives is no test: unmapping the rings waits for
+ * the mmap lock that POPULATE holds.)
+ */
+#define CANCEL_PAGES	65536
+
+TEST_F_TIMEOUT(uring, cancel_stops_long_populate_in_io_wq, 120)
+{
+	struct upalloc_range rg;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	int res_pop = 1, res_cancel = 1, i, tries;
+	uint64_t p0 = 0, p1;
+	char *q;
+
+	NEED_DEVICE();
+	q = upa_map(self->fd, PAGES(CANCEL_PAGES), 0);
+	ASSERT_NE(NULL, q);
+	sqe = io_uring_get_sqe(&self->ring);
+	ASSERT_NE(NULL, sqe);
+	rg = range_of(q, PAGES(CANCEL_PAGES));
+	prep_upalloc_cmd(sqe, self->fd, UPALLOC_IOC_POPULATE, &rg, 0);
+	sqe->flags |= IOSQE_ASYNC;
+	io_uring_sqe_set_data64(sqe, 1);
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	/* Wait until the worker is under way. */
+	for (tries = 0; tries < 1000 && p0 < 256; tries++) {
+		usleep(1000);
+		p0 = upa_pages_present(self->fd, q);
+	}
+	ASSERT_LE(256, p0);
+	sqe = io_uring_get_sqe(&self->ring);
+	ASSERT_NE(NULL, sqe);
+	io_uring_prep_cancel64(sqe, 1, 0);
+	io_uring_sqe_set_data64(sqe, 2);
+	ASSERT_EQ(1, io_uring_submit(&self->ring));
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, io_uring_wait_cqe(&self->ring, &cqe));
+		if (cqe->user_data == 1)
+			res_pop = cqe->res;
+		else
+			res_cancel = cqe->res;
+		io_uring_cqe_seen(&self->ring, cqe);
+	}
+	p1 = upa_pages_present(self->fd, q);
+	TH_LOG("pages present: %llu at the cancel, %llu at the end (of %d); results %d, cancel %d",
+	       (unsigned long long)p0, (unsigned long long)p1, CANCEL_PAGES,
+	       res_pop, res_cancel);
+	EXPECT_EQ(-EINTR, res_pop);
+	EXPECT_GT(CANCEL_PAGES, p1);
+	EXPECT_EQ(0, munmap(q, PAGES(CANCEL_PAGES)));
 }
 
 /* ---- the knob that decides inline vs io-wq ------------------------------ */
