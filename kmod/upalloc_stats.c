@@ -193,17 +193,17 @@ static void commit_add_locked(struct upalloc_proc *proc, long pages)
 }
 
 /*
- * Change the commitment of proc by pages. Raising it fails with -ENOMEM,
- * changing nothing, when max_pages, max_pages_per_user or
- * max_pages_per_process would be exceeded, unless force is set (for
- * lowering, which never fails).
+ * Change proc's commitment by pages; with check, a raise that would exceed
+ * a limit (commit_over_locked(), fork as given) fails with -ENOMEM and
+ * changes nothing.
  */
-int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
+static int commit_change(struct upalloc_proc *proc, long pages, bool check,
+			 bool fork)
 {
 	bool over;
 
 	spin_lock(&upalloc_commit_lock);
-	over = !force && commit_over_locked(proc, pages, false);
+	over = check && commit_over_locked(proc, pages, fork);
 	if (!over)
 		commit_add_locked(proc, pages);
 	spin_unlock(&upalloc_commit_lock);
@@ -212,6 +212,17 @@ int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+/*
+ * Change the commitment of proc by pages. Raising it fails with -ENOMEM,
+ * changing nothing, when max_pages, max_pages_per_user or
+ * max_pages_per_process would be exceeded, unless force is set (for
+ * lowering, which never fails).
+ */
+int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
+{
+	return commit_change(proc, pages, !force, false);
 }
 
 /*
@@ -224,18 +235,7 @@ int upalloc_commit(struct upalloc_proc *proc, long pages, bool force)
  */
 int upalloc_commit_fork(struct upalloc_proc *proc, long pages)
 {
-	bool over;
-
-	spin_lock(&upalloc_commit_lock);
-	over = commit_over_locked(proc, pages, true);
-	if (!over)
-		commit_add_locked(proc, pages);
-	spin_unlock(&upalloc_commit_lock);
-	if (over) {
-		upalloc_count(proc, UPALLOC_STAT_ENOMEM, 1);
-		return -ENOMEM;
-	}
-	return 0;
+	return commit_change(proc, pages, true, true);
 }
 
 static void proc_free(struct upalloc_proc *proc)
