@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/single_threaded.h>
 #include <linux/futex.h>
@@ -143,7 +144,7 @@ static inline void upa_lock_reinit(struct upa_lock *l)
 }
 
 /*
- * Fatal errors: write "upalloc: <msg>\n" to fd 2 with write(2) and abort().
+ * Fatal errors: write "upalloc: <msg>\n" to fd 2 (a bare write) and abort().
  * Every always-on integrity check ends here (check.c).
  */
 void upa_fatal(const char *msg) UPA_HIDDEN __attribute__((noreturn, cold));
@@ -160,6 +161,34 @@ void upa_fatal(const char *msg) UPA_HIDDEN __attribute__((noreturn, cold));
 #else
 #define upa_assert(cond)	do { (void)sizeof(cond); } while (0)
 #endif
+
+/*
+ * The file calls the library makes, as bare system calls. libc's open,
+ * read, write and close are cancellation points: a thread with a
+ * cancellation pending would be unwound out of malloc (locks held, a
+ * descriptor half set up, a report cut off). glibc's own malloc uses its
+ * internal no-cancel variants; syscall(2) is not a cancellation point.
+ * Each returns -1 with errno set on failure, as the libc calls do.
+ */
+static inline int upa_open_nocancel(const char *path, int flags)
+{
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+}
+
+static inline ssize_t upa_read_nocancel(int fd, void *buf, size_t len)
+{
+	return syscall(SYS_read, fd, buf, len);
+}
+
+static inline ssize_t upa_write_nocancel(int fd, const void *buf, size_t len)
+{
+	return syscall(SYS_write, fd, buf, len);
+}
+
+static inline int upa_close_nocancel(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
 
 /* Raw output without stdio: all of buf, retrying on EINTR; errno kept. */
 void upa_write_all(int fd, const char *buf, size_t len) UPA_HIDDEN;

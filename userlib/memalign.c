@@ -107,18 +107,20 @@ UPA_API void *upa_memalign(size_t align, size_t n)
 	return upa_int_memalign(align, n);
 }
 
+/*
+ * Failure: ENOMEM returned, and errno left as the allocation set it
+ * (ENOMEM), as glibc does; programs (glibc's tst-malloc-thread-fail among
+ * them) report errno after a failed posix_memalign.
+ */
 UPA_API int upa_posix_memalign(void **memptr, size_t align, size_t n)
 {
-	int saved_errno = errno;
 	void *mem;
 
 	if (align % sizeof(void *) || !upa_is_pow2(align / sizeof(void *)))
 		return EINVAL;
 	mem = upa_memalign(align, n);
-	if (!mem) {
-		errno = saved_errno;
+	if (!mem)
 		return ENOMEM;
-	}
 	*memptr = mem;
 	return 0;
 }

@@ -172,7 +172,7 @@ static const char *proc_getenv(const char *name, size_t len)
 	char *p;
 
 	if (!loaded) {
-		int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+		int fd = upa_open_nocancel("/proc/self/environ", O_RDONLY | O_CLOEXEC);
 		ssize_t n = 0;
 
 		loaded = true;
@@ -181,14 +181,14 @@ static const char *proc_getenv(const char *name, size_t len)
 		p = mmap(NULL, PROC_ENVIRON_SIZE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED) {
-			close(fd);
+			upa_close_nocancel(fd);
 			return NULL;
 		}
 		while (used < PROC_ENVIRON_SIZE - 1 &&
-		       (n = read(fd, p + used,
+		       (n = upa_read_nocancel(fd, p + used,
 				 PROC_ENVIRON_SIZE - 1 - used)) > 0)
 			used += (size_t)n;
-		close(fd);
+		upa_close_nocancel(fd);
 		p[used] = '\0';
 		proc_environ = p;
 	}

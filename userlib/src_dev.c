@@ -79,16 +79,16 @@ static int dev_open_fd(void)
 	struct stat st;
 	int fd, high;
 
-	fd = open(UPALLOC_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	fd = upa_open_nocancel(UPALLOC_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) || !S_ISCHR(st.st_mode)) {
-		close(fd);
+		upa_close_nocancel(fd);
 		return -ENODEV;
 	}
 	high = fcntl(fd, F_DUPFD_CLOEXEC, DEV_FD_FLOOR);
 	if (high >= 0) {
-		close(fd);
+		upa_close_nocancel(fd);
 		fd = high;
 	}
 	dev_rdev = st.st_rdev;
@@ -168,7 +168,7 @@ int upa_src_dev_open(void)
 	return 0;
 
 out_close:
-	close(fd);
+	upa_close_nocancel(fd);
 	errno = saved_errno;
 	return err;
 }

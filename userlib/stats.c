@@ -6,8 +6,9 @@
  * Nothing here allocates or uses stdio internally: numbers are gathered
  * under each arena's lock into plain structs, the lock is dropped, then
  * the text is formatted into a stack buffer (upa_snprintf) and written
- * with write(2). malloc_info() is the exception by contract: it writes to
- * the caller's FILE, always with no lock of ours held (fputs may malloc).
+ * with a non-cancelling write (glue.h). malloc_info() is the exception by
+ * contract: it writes to the caller's FILE, always with no lock of ours
+ * held (fputs may malloc).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@ void upa_write_all(int fd, const char *buf, size_t len)
 	int saved_errno = errno;
 
 	while (len) {
-		ssize_t n = write(fd, buf, len);
+		ssize_t n = upa_write_nocancel(fd, buf, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;

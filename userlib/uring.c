@@ -179,14 +179,14 @@ static size_t uring_page_size(void)
 
 static int open_high_cloexec(const char *path)
 {
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = upa_open_nocancel(path, O_RDWR | O_CLOEXEC);
 	int high;
 
 	if (fd < 0)
 		return -1;
 	high = fcntl(fd, F_DUPFD_CLOEXEC, URING_FD_FLOOR);
 	if (high >= 0) {
-		close(fd);
+		upa_close_nocancel(fd);
 		fd = high;
 	}
 	return fd;
@@ -205,7 +205,7 @@ static int dev_fd(void)
 		return -1;
 	if (!__atomic_compare_exchange_n(&U.fd, &expected, fd, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		close(fd);	/* another thread was first */
+		upa_close_nocancel(fd);	/* another thread was first */
 		return expected;
 	}
 	return fd;
@@ -494,7 +494,7 @@ static void ring_fd_move_high(void)
 
 	if (high < 0)
 		return;
-	close(U.ring.ring_fd);
+	upa_close_nocancel(U.ring.ring_fd);
 	U.ring.ring_fd = high;
 	U.ring.enter_ring_fd = high;
 }
@@ -539,7 +539,7 @@ static void ring_setup(void)
 	U.fixed_file = rfd >= 0 &&
 		       io_uring_register_files(&U.ring, &rfd, 1) == 0;
 	if (rfd >= 0)
-		close(rfd);	/* the registered file keeps its reference */
+		upa_close_nocancel(rfd);	/* the registered file keeps its reference */
 	if (!U.fixed_file || ring_probe()) {
 		io_uring_queue_exit(&U.ring);
 		U.fixed_file = false;
@@ -582,7 +582,7 @@ static void ring_fork_child(void)
 	 */
 	if (!fstat(U.ring.ring_fd, &st) && st.st_dev == U.ring_dev &&
 	    st.st_ino == U.ring_ino)
-		close(U.ring.ring_fd);
+		upa_close_nocancel(U.ring.ring_fd);
 	if (!U.ring_dontfork) {
 		/* Inherited mappings of the parent's ring: drop ours. */
 		munmap(U.ring.sq.ring_ptr, U.ring.sq.ring_sz);
@@ -697,7 +697,7 @@ void upa_uring_attach(int fd, int (*dev_ioctl)(unsigned long cmd, void *arg))
 		int old = __atomic_exchange_n(&U.fd, fd, __ATOMIC_ACQ_REL);
 
 		if (old >= 0 && old != fd)
-			close(old);	/* our own, opened by dev_fd() */
+			upa_close_nocancel(old);	/* our own, opened by dev_fd() */
 		U.dev_ioctl = dev_ioctl;
 	}
 	if (locked)

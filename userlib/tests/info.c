@@ -653,6 +653,56 @@ TEST_F(info, malloc_stats_reports_arena_totals)
 	free(q);
 }
 
+struct cancel_probe {
+	pthread_barrier_t gate;
+	int fd;
+	bool stats_returned;
+};
+
+static void *stats_with_cancel_pending(void *arg)
+{
+	struct cancel_probe *pr = arg;
+
+	/* released with a cancellation already pending (deferred) */
+	pthread_barrier_wait(&pr->gate);
+	malloc_stats();
+	pr->stats_returned = true;
+	pthread_testcancel();
+	return NULL;
+}
+
+/*
+ * glibc's malloc_stats is not a cancellation point (its
+ * tst-malloc-stats-cancellation): a pending cancellation must not cut the
+ * report short nor unwind the thread out of the allocator; the thread is
+ * cancelled at its next real cancellation point instead.
+ */
+TEST_F(info, malloc_stats_is_not_a_cancellation_point)
+{
+	static char buf[1 << 16];
+	struct cancel_probe pr = { .stats_returned = false };
+	int saved = dup(2);
+	pthread_t t;
+	void *rv = NULL;
+
+	pr.fd = memfd_create("stats", 0);
+	ASSERT_LE(0, pr.fd);
+	ASSERT_EQ(0, pthread_barrier_init(&pr.gate, NULL, 2));
+	fflush(stderr);
+	dup2(pr.fd, 2);
+	ASSERT_EQ(0, pthread_create(&t, NULL, stats_with_cancel_pending, &pr));
+	ASSERT_EQ(0, pthread_cancel(t));
+	pthread_barrier_wait(&pr.gate);
+	ASSERT_EQ(0, pthread_join(t, &rv));
+	dup2(saved, 2);
+	close(saved);
+	read_all_fd(pr.fd, buf, sizeof(buf));
+	close(pr.fd);
+	EXPECT_EQ(PTHREAD_CANCELED, rv);
+	EXPECT_TRUE(pr.stats_returned);
+	EXPECT_NE(NULL, strstr(buf, "max mmap bytes")) TH_LOG("%s", buf);
+}
+
 TEST_F(info, malloc_stats_reports_page_source)
 {
 	static char buf[1 << 16];
