@@ -60,7 +60,7 @@ class Workload:
     """kind: "micro" (our C programs) or "program" (a Debian package's)."""
 
     def __init__(self, name, kind, what, argv, stdin=None, env=None,
-                 checksum="result", output=None):
+                 checksum="result", output=None, requires=()):
         self.name = name
         self.kind = kind
         self.what = what
@@ -69,6 +69,15 @@ class Workload:
         self.env = env or {}
         self.checksum = checksum    # "result" line, "stdout" or "output" file
         self.output = output        # function(quick) -> path of the output file
+        self.requires = requires    # ((path, Debian package), ...) it needs
+
+    def missing_reason(self):
+        """None when everything the workload needs is installed."""
+        missing = [(p, pkg) for p, pkg in self.requires if not os.path.exists(p)]
+        if not missing:
+            return None
+        return "%s missing (apt-get install %s)" % (
+            ", ".join(p for p, _ in missing), " ".join(sorted({pkg for _, pkg in missing})))
 
 
 def _micro(name, what, extra=()):
@@ -109,6 +118,16 @@ WORKLOADS = [
              lambda quick: ["/usr/bin/gcc", "-O2", "-c", _input("bench_gen.c", quick),
                             "-o", _input("bench_gen.o", quick)],
              checksum="output", output=lambda quick: _input("bench_gen.o", quick)),
+    Workload("redis", "program", "redis-server under the allocator, driven by redis-benchmark; every key read back",
+             lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "redis_workload.py")] +
+             (["0.03"] if quick else []),
+             env={"PYTHONDONTWRITEBYTECODE": "1"},
+             requires=(("/usr/bin/redis-server", "redis-server"), ("/usr/bin/redis-benchmark", "redis-tools"))),
+    Workload("db_bench", "program", "RocksDB db_bench: fill, random reads (all found), overwrite, scans",
+             lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "db_bench_workload.py")] +
+             (["0.03"] if quick else []),
+             env={"PYTHONDONTWRITEBYTECODE": "1"},
+             requires=(("/usr/bin/db_bench", "rocksdb-tools"),)),
     Workload("perl", "program", "perl building hashes of arrays, regexes, sort and join",
              lambda quick: ["/usr/bin/perl", os.path.join(BENCH_DIR, "programs", "perl_workload.pl")] +
              (["0.03"] if quick else [])),
@@ -415,7 +434,8 @@ def allocator_versions():
 
 
 def program_versions():
-    return {p: "%s %s" % (p, dpkg_version(p) or "?") for p in ("python3", "sqlite3", "gcc", "perl", "valgrind")}
+    return {p: "%s %s" % (p, dpkg_version(p) or "?")
+            for p in ("python3", "sqlite3", "gcc", "perl", "valgrind", "redis-server", "rocksdb-tools")}
 
 
 def which_valgrind():
