@@ -60,7 +60,7 @@ class Workload:
     """kind: "micro" (our C programs) or "program" (a Debian package's)."""
 
     def __init__(self, name, kind, what, argv, stdin=None, env=None,
-                 checksum="result", output=None, requires=()):
+                 checksum="result", output=None, requires=(), server=False):
         self.name = name
         self.kind = kind
         self.what = what
@@ -70,6 +70,9 @@ class Workload:
         self.checksum = checksum    # "result" line, "stdout" or "output" file
         self.output = output        # function(quick) -> path of the output file
         self.requires = requires    # ((path, Debian package), ...) it needs
+        # A driver script that starts a server: the allocator goes to the
+        # server only (BENCH_SERVER_PRELOAD), the driver runs on glibc.
+        self.server = server
 
     def missing_reason(self):
         """None when everything the workload needs is installed."""
@@ -122,12 +125,13 @@ WORKLOADS = [
              lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "redis_workload.py")] +
              (["0.03"] if quick else []),
              env={"PYTHONDONTWRITEBYTECODE": "1"},
-             requires=(("/usr/bin/redis-server", "redis-server"), ("/usr/bin/redis-benchmark", "redis-tools"))),
+             requires=(("/usr/bin/redis-server", "redis-server"), ("/usr/bin/redis-benchmark", "redis-tools")),
+             server=True),
     Workload("db_bench", "program", "RocksDB db_bench: fill, random reads (all found), overwrite, scans",
              lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "db_bench_workload.py")] +
              (["0.03"] if quick else []),
              env={"PYTHONDONTWRITEBYTECODE": "1"},
-             requires=(("/usr/bin/db_bench", "rocksdb-tools"),)),
+             requires=(("/usr/bin/db_bench", "rocksdb-tools"),), server=True),
     Workload("perl", "program", "perl building hashes of arrays, regexes, sort and join",
              lambda quick: ["/usr/bin/perl", os.path.join(BENCH_DIR, "programs", "perl_workload.pl")] +
              (["0.03"] if quick else [])),
@@ -284,6 +288,8 @@ def run_one(w, alloc, quick, backend="auto", timeout=300):
     argv = w.argv(quick)
     env = env_for(alloc, backend)
     env.update(w.env)
+    if w.server:
+        env["BENCH_SERVER_PRELOAD"] = env.pop("BENCH_PRELOAD", "")
     if w.output:
         try:
             os.unlink(w.output(quick))

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: MIT
 """db_bench workload: RocksDB's db_bench (rocksdb-tools) under the allocator.
 
-Runs /usr/bin/db_bench with the LD_PRELOAD this script was started with on
-a fresh database (on /dev/shm when it exists, so the disk does not decide):
-fillseq, readrandom, overwrite, readrandom (2 threads), readseq,
-readwhilewriting, with block checksums verified on every read
+Runs /usr/bin/db_bench with the LD_PRELOAD this script was started with (or
+BENCH_SERVER_PRELOAD, as the runner passes it; the script itself runs on
+the C library's malloc) on a fresh database (on /dev/shm when it exists,
+so that the disk does not decide): fillseq, readrandom, overwrite,
+readrandom, readseq, readwhilewriting, with block checksums verified on every read
 (--verify_checksum=1) and fixed seeds. Self-checks: every readrandom must
 find every key it looks for ("(N of N found)"), readseq must visit every
 key, db_bench must exit 0, and the preloaded library must be mapped in the
@@ -51,12 +52,23 @@ def who_from_maps(maps, preload):
     return "unknown:" + base
 
 
+def drop_own_preload():
+    """Run the driver itself on the C library's malloc, not the allocator
+    under test (which only the server gets): re-executes this script once
+    without LD_PRELOAD, handing the preload on in BENCH_SERVER_PRELOAD."""
+    if "BENCH_SERVER_PRELOAD" not in os.environ:
+        env = dict(os.environ, BENCH_SERVER_PRELOAD=os.environ.get("LD_PRELOAD", ""))
+        env.pop("LD_PRELOAD", None)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main(argv):
+    drop_own_preload()
     scale = float(argv[0]) if argv else 1.0
     if not os.path.exists(DB_BENCH):
         fail("%s missing (apt-get install rocksdb-tools)" % DB_BENCH)
     num = max(5000, int(400000 * scale))
-    preload = os.environ.get("LD_PRELOAD", "")
+    preload = os.environ["BENCH_SERVER_PRELOAD"]
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else \
         os.path.join(top, "build", "bench", "tmp")
@@ -71,7 +83,10 @@ def main(argv):
     who = None
     try:
         out = open(os.path.join(d, "out"), "w+")
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=d)
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "BENCH_SERVER_PRELOAD")}
+        if preload:
+            env["LD_PRELOAD"] = preload
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=d, env=env)
         # The process's maps once the loader is done (librocksdb mapped):
         # the preloaded library must be among them.
         while p.poll() is None and who is None:

@@ -3,7 +3,9 @@
 """redis workload: redis-server under the allocator, driven by redis-benchmark.
 
 Starts /usr/bin/redis-server (no persistence, a unix socket in a private
-directory) with the LD_PRELOAD this script was started with, loads keys of
+directory) with the LD_PRELOAD this script was started with (or
+BENCH_SERVER_PRELOAD, as the runner passes it; the script itself runs on
+the C library's malloc), loads keys of
 mixed sizes (16 B..16 KiB) and lists itself, runs /usr/bin/redis-benchmark
 (without the preload: only the server's allocator is measured) with small
 and large values, rewrites a third of its own keys with new sizes, then
@@ -131,21 +133,32 @@ def detect(pid, preload):
     return "glibc" if base.startswith("libc") else "unknown:" + base
 
 
+def drop_own_preload():
+    """Run the driver itself on the C library's malloc, not the allocator
+    under test (which only the server gets): re-executes this script once
+    without LD_PRELOAD, handing the preload on in BENCH_SERVER_PRELOAD."""
+    if "BENCH_SERVER_PRELOAD" not in os.environ:
+        env = dict(os.environ, BENCH_SERVER_PRELOAD=os.environ.get("LD_PRELOAD", ""))
+        env.pop("LD_PRELOAD", None)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main(argv):
+    drop_own_preload()
     scale = float(argv[0]) if argv else 1.0
     for p in (SERVER, BENCH):
         if not os.path.exists(p):
             fail("%s missing (apt-get install redis-server redis-tools)" % p)
     nkeys = max(200, int(20000 * scale))
     requests = max(2000, int(200000 * scale))
-    preload = os.environ.get("LD_PRELOAD") or LIBC
+    preload = os.environ["BENCH_SERVER_PRELOAD"] or LIBC
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     tmpbase = os.path.join(top, "build", "bench", "tmp")
     os.makedirs(tmpbase, exist_ok=True)
     d = tempfile.mkdtemp(prefix="redis.", dir=tmpbase)
     sock = os.path.join(d, "redis.sock")
-    senv = dict(os.environ, LD_PRELOAD=preload)
-    cenv = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    cenv = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "BENCH_SERVER_PRELOAD")}
+    senv = dict(cenv, LD_PRELOAD=preload)
     log = open(os.path.join(d, "server.log"), "wb")
     server = subprocess.Popen([SERVER, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
                                "--save", "", "--appendonly", "no", "--dir", d, "--daemonize", "no",
@@ -155,7 +168,9 @@ def main(argv):
         deadline = time.monotonic() + 30
         while not os.path.exists(sock):
             if server.poll() is not None or time.monotonic() > deadline:
-                fail("redis-server did not start (exit %s); see its log" % server.poll())
+                with open(os.path.join(d, "server.log"), "rb") as f:
+                    tail = (f.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+                fail("redis-server did not start (exit %s): %s" % (server.poll(), tail[:200]))
             time.sleep(0.02)
         r = Resp(sock)
         if r.call("PING") != b"PONG":
