@@ -106,7 +106,7 @@ WORKLOADS = [
     _micro("cache_scratch", "cache-scratch shape: threads free a block the main thread gave them, then write own 8 B blocks"),
     _micro("cache_thrash", "cache-thrash shape: threads allocate, write and free 8 B blocks at once (false sharing)"),
     _micro("mstress", "mstress shape: 8 threads per round, short-lived 16 B..64 KiB blocks, some handed across threads"),
-    _micro("glibc_simple", "bench-malloc-simple shape: n blocks of 16..4096 B allocated then freed, without and with a thread"),
+    _micro("glibc_simple", "bench-malloc-simple shape: n blocks of 8..4096 B allocated then freed; alone, in a thread, after a thread"),
     _micro("glibc_thread", "bench-malloc-thread shape: 4 threads, 1024-slot working set, 4 B..32 KiB (1/size^2)"),
     _micro("reclaim", "allocate a burst 8x the live set, free most of it, sleep 1.5 s: time until RSS is within 10 % of live"),
     Workload("python", "program", "python3 building dicts/objects, sorting, JSON (PYTHONMALLOC=malloc)",
