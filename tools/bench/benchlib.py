@@ -100,7 +100,7 @@ WORKLOADS = [
     _micro("realloc_grow", "64 strings built by realloc to the exact length, 1..48 bytes at a time"),
     _micro("calloc_blocks", "calloc of small blocks (1..512 B) over a live set, then of 64 KiB..1 MiB blocks"),
     _micro("fragment", "allocate 300k small blocks, free every other, allocate larger; RSS per phase"),
-    _micro("pairloop", "malloc+free pair loop, 16..256 bytes (the callgrind fast-path loop)"),
+    _micro("pairloop", "malloc+free pair loop, 16..256 bytes (the single-block callgrind loop)"),
     _micro("liveloop", "64 live blocks of 16..47 B, one freed and replaced at random (callgrind's live-block loop)"),
     _micro("xmalloc", "xmalloc-test shape: 2 threads allocate 8..512 B, 2 others free, through one shared queue"),
     _micro("cache_scratch", "cache-scratch shape: threads free a block the main thread gave them, then write own 8 B blocks"),
