@@ -60,7 +60,7 @@ class Workload:
     """kind: "micro" (our C programs) or "program" (a Debian package's)."""
 
     def __init__(self, name, kind, what, argv, stdin=None, env=None,
-                 checksum="result", output=None):
+                 checksum="result", output=None, requires=(), server=False):
         self.name = name
         self.kind = kind
         self.what = what
@@ -69,6 +69,18 @@ class Workload:
         self.env = env or {}
         self.checksum = checksum    # "result" line, "stdout" or "output" file
         self.output = output        # function(quick) -> path of the output file
+        self.requires = requires    # ((path, Debian package), ...) it needs
+        # A driver script that starts a server: the allocator goes to the
+        # server only (BENCH_SERVER_PRELOAD), the driver runs on glibc.
+        self.server = server
+
+    def missing_reason(self):
+        """None when everything the workload needs is installed."""
+        missing = [(p, pkg) for p, pkg in self.requires if not os.path.exists(p)]
+        if not missing:
+            return None
+        return "%s missing (apt-get install %s)" % (
+            ", ".join(p for p, _ in missing), " ".join(sorted({pkg for _, pkg in missing})))
 
 
 def _micro(name, what, extra=()):
@@ -88,7 +100,15 @@ WORKLOADS = [
     _micro("realloc_grow", "64 strings built by realloc to the exact length, 1..48 bytes at a time"),
     _micro("calloc_blocks", "calloc of small blocks (1..512 B) over a live set, then of 64 KiB..1 MiB blocks"),
     _micro("fragment", "allocate 300k small blocks, free every other, allocate larger; RSS per phase"),
-    _micro("pairloop", "malloc+free pair loop, 16..256 bytes (the callgrind fast-path loop)"),
+    _micro("pairloop", "malloc+free pair loop, 16..256 bytes (the single-block callgrind loop)"),
+    _micro("liveloop", "64 live blocks of 16..47 B, one freed and replaced at random (callgrind's live-block loop)"),
+    _micro("xmalloc", "xmalloc-test shape: 2 threads allocate 8..512 B, 2 others free, through one shared queue"),
+    _micro("cache_scratch", "cache-scratch shape: threads free a block the main thread gave them, then write own 8 B blocks"),
+    _micro("cache_thrash", "cache-thrash shape: threads allocate, write and free 8 B blocks at once (false sharing)"),
+    _micro("mstress", "mstress shape: 8 threads per round, short-lived 16 B..64 KiB blocks, some handed across threads"),
+    _micro("glibc_simple", "bench-malloc-simple shape: n blocks of 8..4096 B allocated then freed; alone, in a thread, after a thread"),
+    _micro("glibc_thread", "bench-malloc-thread shape: 4 threads, 1024-slot working set, 4 B..32 KiB (1/size^2)"),
+    _micro("reclaim", "allocate a burst 8x the live set, free most of it, sleep 1.5 s: time until RSS is within 10 % of live"),
     Workload("python", "program", "python3 building dicts/objects, sorting, JSON (PYTHONMALLOC=malloc)",
              lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "py_workload.py")] +
              (["0.03"] if quick else []),
@@ -101,6 +121,17 @@ WORKLOADS = [
              lambda quick: ["/usr/bin/gcc", "-O2", "-c", _input("bench_gen.c", quick),
                             "-o", _input("bench_gen.o", quick)],
              checksum="output", output=lambda quick: _input("bench_gen.o", quick)),
+    Workload("redis", "program", "redis-server under the allocator, driven by redis-benchmark; every key read back",
+             lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "redis_workload.py")] +
+             (["0.03"] if quick else []),
+             env={"PYTHONDONTWRITEBYTECODE": "1"},
+             requires=(("/usr/bin/redis-server", "redis-server"), ("/usr/bin/redis-benchmark", "redis-tools")),
+             server=True),
+    Workload("db_bench", "program", "RocksDB db_bench: fill, random reads (all found), overwrite, scans",
+             lambda quick: ["/usr/bin/python3", os.path.join(BENCH_DIR, "programs", "db_bench_workload.py")] +
+             (["0.03"] if quick else []),
+             env={"PYTHONDONTWRITEBYTECODE": "1"},
+             requires=(("/usr/bin/db_bench", "rocksdb-tools"),), server=True),
     Workload("perl", "program", "perl building hashes of arrays, regexes, sort and join",
              lambda quick: ["/usr/bin/perl", os.path.join(BENCH_DIR, "programs", "perl_workload.pl")] +
              (["0.03"] if quick else [])),
@@ -257,6 +288,8 @@ def run_one(w, alloc, quick, backend="auto", timeout=300):
     argv = w.argv(quick)
     env = env_for(alloc, backend)
     env.update(w.env)
+    if w.server:
+        env["BENCH_SERVER_PRELOAD"] = env.pop("BENCH_PRELOAD", "")
     if w.output:
         try:
             os.unlink(w.output(quick))
@@ -407,7 +440,8 @@ def allocator_versions():
 
 
 def program_versions():
-    return {p: "%s %s" % (p, dpkg_version(p) or "?") for p in ("python3", "sqlite3", "gcc", "perl", "valgrind")}
+    return {p: "%s %s" % (p, dpkg_version(p) or "?")
+            for p in ("python3", "sqlite3", "gcc", "perl", "valgrind", "redis-server", "rocksdb-tools")}
 
 
 def which_valgrind():
