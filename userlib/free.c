@@ -338,7 +338,12 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 	long n = 1, count;
 	void *head;
 
-	if (idx < UPA_TCACHE_BINS && !tc->room[idx])
+	/*
+	 * Nothing to adapt with no cache at all, now or wanted (count 0:
+	 * the hardened mode's case, where every remote free comes here).
+	 */
+	if (idx < UPA_TCACHE_BINS && !tc->room[idx] &&
+	    (upa_mp.tcache_count | tc->limit))
 		remote_freer_adapt(tc);
 	first->key = key;
 	if (idx < UPA_TCACHE_BINS && !tc->room[idx] && tc->limit >= 2) {
@@ -468,7 +473,7 @@ void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c)
 	upa_unlock(&a->lock);
 }
 
-void upa_free_slow(void *mem)
+static __attribute__((noinline)) void free_slow(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	int saved_errno = errno;
@@ -477,10 +482,6 @@ void upa_free_slow(void *mem)
 
 	if (!mem)
 		return;
-	if (upa_hard_dispatch()) {
-		upa_hard_free(mem);
-		return;
-	}
 	c = mem_chunk(mem);
 	size = chunk_size(c);
 	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
@@ -530,6 +531,18 @@ void upa_free_slow(void *mem)
 			upa_free_chunk_any(c);
 	}
 	errno = saved_errno;
+}
+
+/*
+ * The hardened mode's dispatch first, before free_slow's prologue (it
+ * saves every register it uses, and reads errno): in that mode every
+ * free comes here, and most never need more than upa_hard_free's cache.
+ */
+__attribute__((noinline)) void upa_free_slow(void *mem)
+{
+	if (upa_hard_dispatch() && mem)
+		return upa_hard_free(mem);
+	free_slow(mem);
 }
 
 UPA_API void upa_free(void *mem)

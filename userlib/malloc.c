@@ -368,13 +368,10 @@ no_arena:
 	return mem;
 }
 
-void *upa_malloc_slow(size_t n)
+static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
 	void *mem;
 
-	upa_ensure_init();
-	if (upa_hard_dispatch())
-		return upa_hard_malloc(n);
 	if (n > UPA_TCACHE_MAX_REQUEST && n <= UPA_TCACHE_ALL_MAX_REQUEST) {
 		mem = upa_tcache_large_malloc(&upa_tc, upa_request_size(n));
 		if (mem)
@@ -391,6 +388,15 @@ void *upa_malloc_slow(size_t n)
 		return NULL;
 	}
 	return perturb_alloc(mem, n);
+}
+
+/* The hardened mode's dispatch before malloc_slow's prologue. */
+__attribute__((noinline)) void *upa_malloc_slow(size_t n)
+{
+	upa_ensure_init();
+	if (upa_hard_dispatch())
+		return upa_hard_malloc(n);
+	return malloc_slow(n);
 }
 
 UPA_API void *upa_malloc(size_t n)
