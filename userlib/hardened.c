@@ -74,10 +74,18 @@
 static uint64_t **shadow_dir;
 static uintptr_t hard_secret;
 
-/* The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK. */
+/*
+ * The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK, as a
+ * stack of pointers per size, out of band: a freed block holds nothing
+ * but the pattern (no link a write after free could redirect, so every
+ * byte of it is verified and no link needs checking against the map).
+ * At most HARD_CACHE_CAP per size, whatever UPA_M_TCACHE_COUNT asks.
+ */
+#define HARD_CACHE_CAP		128
+
 struct hard_cache {
-	uintptr_t head[UPA_TCACHE_BINS];	/* newest (links: mangled) */
 	uint16_t count[UPA_TCACHE_BINS];
+	void *slot[UPA_TCACHE_BINS][HARD_CACHE_CAP];
 };
 
 static __attribute__((noinline)) uint64_t *shadow_slot_new(uint64_t **e)
@@ -217,9 +225,16 @@ static bool shadow_adopt(char *mem, size_t from, size_t len)
  */
 #define CANARY_SPAN	16
 
+/*
+ * Also from the block's size word (but PREV_INUSE, which its
+ * predecessor's free and reuse change): a rewritten size or arena flag
+ * moves or changes the canary, and the free that reads it aborts.
+ */
 static inline uint8_t canary_byte(const void *mem)
 {
-	uint64_t x = ((uintptr_t)mem ^ hard_secret) * 0x9e3779b97f4a7c15ULL;
+	uint64_t x = ((uintptr_t)mem ^ hard_secret ^
+		      (mem_chunk((void *)mem)->size & ~UPA_PREV_INUSE)) *
+		     0x9e3779b97f4a7c15ULL;
 
 	return (uint8_t)(x >> 56) | 0x80;
 }
@@ -277,10 +292,52 @@ static inline bool bytes_are(const char *p, size_t len, uint8_t k)
 	return !len || (uint8_t)*p == k;
 }
 
-static void canary_write(char *mem, size_t usable, size_t n)
+/*
+ * A pad of 1 to CANARY_SPAN (every block from the cache and the arena
+ * but the smallest, whose requests round up by less than 16): the canary
+ * is then exactly the bytes [n, usable) of the last 16 of the usable
+ * area, which one 16-byte load, mask and store write and one load and
+ * shift verify, with no branch on the pad. The bytes before n in those
+ * 16 are the program's (a realloc in place keeps them): kept as they are.
+ */
+typedef unsigned __int128 hard_u128;
+
+static inline hard_u128 canary_k16(uint8_t k)
+{
+	return (hard_u128)BYTES_K(k) << 64 | BYTES_K(k);
+}
+
+static void canary_write_slow(char *mem, size_t usable, size_t n, uint8_t k);
+
+/*
+ * fresh: no byte of the block is the program's yet (a malloc, not a
+ * realloc): the bytes before n in the last 16 may be overwritten too,
+ * which saves the mask.
+ */
+static inline void canary_write(char *mem, size_t usable, size_t n,
+				bool fresh)
 {
 	size_t pad = usable - n;
 	uint8_t k = canary_byte(mem);
+	hard_u128 old, keep, kk;
+
+	if (unlikely(pad > CANARY_SPAN))
+		return canary_write_slow(mem, usable, n, k);
+	kk = canary_k16(k) ^ (hard_u128)pad << 120;
+	if (fresh) {
+		memcpy(mem + usable - CANARY_SPAN, &kk, sizeof(kk));
+		return;
+	}
+	keep = ((hard_u128)1 << (8 * (CANARY_SPAN - pad))) - 1;
+	memcpy(&old, mem + usable - CANARY_SPAN, sizeof(old));
+	old = (old & keep) | (kk & ~keep);
+	memcpy(mem + usable - CANARY_SPAN, &old, sizeof(old));
+}
+
+static __attribute__((noinline)) void
+canary_write_slow(char *mem, size_t usable, size_t n, uint8_t k)
+{
+	size_t pad = usable - n;
 
 	if (pad < PAD_LONG) {
 		size_t span = pad - 1 < CANARY_SPAN ? pad - 1 : CANARY_SPAN;
@@ -296,10 +353,30 @@ static void canary_write(char *mem, size_t usable, size_t n)
 	}
 }
 
+static size_t canary_read_slow(const char *mem, size_t usable, uint8_t k);
+
 /* The request size the canary encodes, or SIZE_MAX when it was damaged. */
-static size_t canary_read(const char *mem, size_t usable)
+static inline size_t canary_read(const char *mem, size_t usable)
 {
-	uint8_t k = canary_byte(mem), t;
+	uint8_t k = canary_byte(mem);
+	hard_u128 x;
+	size_t pad;
+
+	memcpy(&x, mem + usable - CANARY_SPAN, sizeof(x));
+	x ^= canary_k16(k);
+	pad = (size_t)(x >> 120);
+	if (unlikely(pad - 1 >= CANARY_SPAN))
+		return canary_read_slow(mem, usable, k);
+	/* The pad's bytes: all k but the last, k ^ pad. */
+	if ((x ^ (hard_u128)pad << 120) >> (8 * (CANARY_SPAN - pad)))
+		return SIZE_MAX;
+	return usable - pad;
+}
+
+static __attribute__((noinline)) size_t
+canary_read_slow(const char *mem, size_t usable, uint8_t k)
+{
+	uint8_t t;
 	size_t pad, body;
 
 	t = (uint8_t)mem[usable - 1] ^ k;
@@ -371,9 +448,9 @@ void upa_hard_verify_fast(struct upa_chunk *c)
 /*
  * A chunk from the allocator becomes a live block of n bytes; clean:
  * bytes at its start known not to hold FREED granules (a realloc in
- * place).
+ * place); fresh: none of its bytes is the program's yet (not a realloc).
  */
-static void *block_adopt(void *mem, size_t n, size_t clean)
+static void *block_adopt(void *mem, size_t n, size_t clean, bool fresh)
 {
 	struct upa_chunk *c = mem_chunk(mem);
 	size_t usable = chunk_usable(c);
@@ -387,7 +464,7 @@ static void *block_adopt(void *mem, size_t n, size_t clean)
 		errno = ENOMEM;
 		return NULL;
 	}
-	canary_write(mem, usable, n);
+	canary_write(mem, usable, n, fresh);
 	return mem;
 }
 
@@ -397,7 +474,8 @@ static void *block_adopt(void *mem, size_t n, size_t clean)
  * realloc's block_unclaim undoes it when it fails). is_free picks the
  * caller's abort messages.
  */
-static void block_claim(void *mem, bool is_free)
+static inline __attribute__((always_inline)) void block_claim(void *mem,
+								bool is_free)
 {
 	uint64_t *s = shadow_slot(mem, false), st = 0, *w;
 	unsigned int sh = state_shift(mem);
@@ -428,7 +506,8 @@ static void block_unclaim(void *mem)
 }
 
 /* The header's size is sane and the canary intact; the request's size. */
-static size_t block_check(void *mem, bool is_free)
+static inline __attribute__((always_inline)) size_t block_check(void *mem,
+								  bool is_free)
 {
 	struct upa_chunk *c = mem_chunk(mem);
 	size_t size = chunk_size(c), n;
@@ -457,35 +536,73 @@ static struct hard_cache *hard_cache_of(struct upa_tcache *tc, bool create)
 	return m;
 }
 
-static inline uintptr_t link_protect(const void *pos, uintptr_t v)
+/*
+ * A non-mmapped chunk's user part, [mem, mem + usable) with usable = size
+ * - 8 (16-aligned, 16 * m + 8 bytes): m 16-byte stores or loads, then the
+ * last word. The link of a cache entry is not in the block: every byte is
+ * filled and verified.
+ */
+typedef uint64_t hard_v2a __attribute__((vector_size(16)));
+
+/* A loop, not memset: GCC would call it, or use rep stos (slow to start). */
+static inline __attribute__((optimize("no-tree-loop-distribute-patterns")))
+void pattern_fill_block(char *mem, size_t usable)
 {
-	return ((uintptr_t)pos >> 12) ^ v;
+	const hard_v2a pat = { HARD_PATTERN_WORD, HARD_PATTERN_WORD };
+	char *end = mem + usable - UPA_WORD;
+	hard_v2a *v = (hard_v2a *)mem;
+	uint64_t pw = HARD_PATTERN_WORD;
+
+	memcpy(end, &pw, sizeof(pw));
+	if ((usable - UPA_WORD) & UPA_ALIGN)
+		*v++ = pat;
+	for (; (char *)v < end; v += 2) {
+		v[0] = pat;
+		v[1] = pat;
+	}
+}
+
+static inline void pattern_verify_block(const char *mem, size_t usable)
+{
+	const hard_v2a pat = { HARD_PATTERN_WORD, HARD_PATTERN_WORD };
+	const char *end = mem + usable - UPA_WORD;
+	const hard_v2a *v = (const hard_v2a *)mem;
+	hard_v2a acc;
+	uint64_t last;
+
+	memcpy(&last, end, sizeof(last));
+	acc = (hard_v2a){ last ^ HARD_PATTERN_WORD, 0 };
+	/* m 16-byte words: an odd one first, then two an iteration. */
+	if ((usable - UPA_WORD) & UPA_ALIGN)
+		acc |= *v++ ^ pat;
+	for (; (const char *)v < end; v += 2)
+		acc |= (v[0] ^ pat) | (v[1] ^ pat);
+	UPA_CHECK(!(acc[0] | acc[1]), "malloc(): write after free detected");
 }
 
 /*
- * A pop: the link is the block's first word, which a write after free
- * may have changed: the next entry must be a granule the map says was
- * freed, else the link was overwritten.
+ * A pop: the block was FREED (its start granule only: the rest of it has
+ * been clean since the malloc that handed it out, and no other block can
+ * start inside it while it is cached), and becomes LIVE in one exclusive
+ * or; the pattern must be intact and the header must still say this
+ * bin's size.
  */
 static void *hard_cache_pop(struct hard_cache *hc, size_t idx)
 {
-	char *mem = (char *)(hc->head[idx]);
-	uintptr_t next = link_protect(mem, *(uintptr_t *)mem);
+	char *mem = hc->slot[idx][--hc->count[idx]];
+	size_t size = (idx + 2) * UPA_ALIGN;
+	uint64_t *s = shadow_slot(mem, false), old;
+	unsigned int sh = state_shift(mem);
 
-	UPA_CHECK(!next || (chunk_aligned((void *)next) &&
-			    state_of((void *)next) == ST_FREED),
-		  "malloc(): write after free detected");
-	hc->head[idx] = next;
-	hc->count[idx]--;
-	pattern_verify(mem + UPA_WORD, mem + chunk_usable(mem_chunk(mem)));
+	UPA_CHECK((mem_chunk(mem)->size &
+		   ~(UPA_PREV_INUSE | UPA_NON_MAIN_ARENA)) == size,
+		  "malloc(): size of a cached block overwritten (hardened)");
+	pattern_verify_block(mem, size - UPA_WORD);
+	old = __atomic_fetch_xor(state_word(s, mem), (ST_LIVE | ST_FREED) << sh,
+				 __ATOMIC_ACQ_REL);
+	UPA_CHECK(((old >> sh) & 3) == ST_FREED,
+		  "malloc(): returned a block that is in use");
 	return mem;
-}
-
-static void hard_cache_push(struct hard_cache *hc, size_t idx, char *mem)
-{
-	*(uintptr_t *)mem = link_protect(mem, hc->head[idx]);
-	hc->head[idx] = (uintptr_t)mem;
-	hc->count[idx]++;
 }
 
 void upa_hard_thread_exit(struct upa_tcache *tc)
@@ -497,45 +614,91 @@ void upa_hard_thread_exit(struct upa_tcache *tc)
 		return;
 	tc->hard = NULL;
 	for (i = 0; i < UPA_TCACHE_BINS; i++)
-		while (hc->head[i]) {
-			char *mem = (char *)hc->head[i];
-
-			hc->head[i] = link_protect(mem, *(uintptr_t *)mem);
-			upa_free_chunk_any(mem_chunk(mem));
-		}
+		while (hc->count[i])
+			upa_free_chunk_any(mem_chunk(hc->slot[i][--hc->count[i]]));
 	upa_src_anon.unmap(hc, sizeof(*hc));
 }
 
 /* ---- the entry points ------------------------------------------------ */
 
-void *upa_hard_malloc(size_t n)
+/* A request the mode's cache cannot serve: the allocator's, adopted. */
+static __attribute__((noinline)) void *hard_malloc_slow(size_t n)
 {
 	struct upa_tcache *tc = &upa_tc;
-	struct hard_cache *hc = tc->hard;
 	void *mem;
 
 	if (unlikely(n >= UPA_MAX_REQUEST)) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (hc) {
-		size_t idx = tcache_index(upa_request_size(n + 1));
-
-		if (idx < UPA_TCACHE_BINS && hc->head[idx])
-			return block_adopt(hard_cache_pop(hc, idx), n, 0);
-	}
 	tc->hard_inner = 1;
 	mem = upa_malloc_slow(n + 1);
 	tc->hard_inner = 0;
-	return mem ? block_adopt(mem, n, 0) : NULL;
+	return mem ? block_adopt(mem, n, 0, true) : NULL;
 }
 
+void *upa_hard_malloc(size_t n)
+{
+	struct hard_cache *hc = upa_tc.hard;
+	/* A huge n wraps to a small idx: hence the test of n too. */
+	size_t idx = tcache_index(upa_request_size(n + 1));
+	void *mem;
+
+	if (likely(hc) && idx < UPA_TCACHE_BINS && n < UPA_MAX_REQUEST &&
+	    hc->count[idx]) {
+		mem = hard_cache_pop(hc, idx);
+		canary_write(mem, (idx + 2) * UPA_ALIGN - UPA_WORD, n, true);
+		return mem;
+	}
+	return hard_malloc_slow(n);
+}
+
+/*
+ * The free of a block that the mode's cache does not take at once: the
+ * thread's first (no cache yet), a full bin, a larger or mmapped block.
+ */
+static __attribute__((noinline)) void hard_free_slow(struct upa_tcache *tc,
+						     void *mem, size_t size)
+{
+	struct upa_chunk *c = mem_chunk(mem);
+	struct hard_cache *hc;
+	int saved_errno = errno;
+	size_t idx = tcache_index(size);
+
+	if (unlikely(tc->state == UPA_THREAD_NEW))
+		upa_thread_setup(tc);
+	hc = hard_cache_of(tc, true);
+	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_BINS && hc &&
+	    hc->count[idx] < upa_mp.hard_cache_count &&
+	    hc->count[idx] < HARD_CACHE_CAP) {
+		/* What the default fast path checks before it caches. */
+		upa_arena_of_checked(c, "free(): invalid pointer");
+		UPA_CHECK(chunk_prev_inuse(chunk_at(c, size)),
+			  "double free or corruption (!prev)");
+		hc->slot[idx][hc->count[idx]++] = mem;
+	} else {
+		tc->hard_inner = 1;
+		upa_free_slow(mem);
+		tc->hard_inner = 0;
+	}
+	errno = saved_errno;
+}
+
+/*
+ * The block must be LIVE (it is FREED from here on), its size sane and
+ * its canary intact (the canary also binds the size word: a rewritten
+ * size or arena flag fails it). Then the cache takes it when its bin has
+ * room, filled with the pattern, with the default fast path's check of
+ * the successor (PREV_INUSE set, a plausible size). The heap map is not
+ * consulted on this path: the map's LIVE bit, out of band, already says
+ * mem is a block this allocator handed out, and the canary that its
+ * header's size and arena flag are those it was handed out with.
+ */
 void upa_hard_free(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_chunk *c = mem_chunk(mem);
-	struct hard_cache *hc;
-	int saved_errno = errno;
+	struct hard_cache *hc = tc->hard;
 	size_t size, idx;
 
 	block_claim(mem, true);
@@ -546,25 +709,19 @@ void upa_hard_free(void *mem)
 	 * larger ones are not filled (an mmapped block's pages would all be
 	 * touched just before they are unmapped).
 	 */
-	if (size <= UPA_TCACHE_MAX_CHUNK && !chunk_is_mmapped(c))
-		memset(mem, HARD_PATTERN, chunk_usable(c));
-	if (unlikely(tc->state == UPA_THREAD_NEW))
-		upa_thread_setup(tc);
+	if (size > UPA_TCACHE_MAX_CHUNK || chunk_is_mmapped(c))
+		return hard_free_slow(tc, mem, size);
+	pattern_fill_block(mem, size - UPA_WORD);
 	idx = tcache_index(size);
-	hc = hard_cache_of(tc, true);
-	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_BINS && hc &&
-	    hc->count[idx] < upa_mp.hard_cache_count) {
-		/* What the default fast path checks before it caches. */
-		upa_arena_of_checked(c, "free(): invalid pointer");
-		UPA_CHECK(chunk_prev_inuse(chunk_at(c, size)),
-			  "double free or corruption (!prev)");
-		hard_cache_push(hc, idx, mem);
-	} else {
-		tc->hard_inner = 1;
-		upa_free_slow(mem);
-		tc->hard_inner = 0;
+	if (likely(hc) && hc->count[idx] < upa_mp.hard_cache_count &&
+	    likely(hc->count[idx] < HARD_CACHE_CAP) &&
+	    likely(!((chunk_at(c, size)->size - (UPA_HEADER | UPA_PREV_INUSE)) &
+		     upa_next_size_mask))) {
+		hc->slot[idx][hc->count[idx]++] = mem;
+		return;
 	}
-	errno = saved_errno;
+	/* No cache yet, a full bin, or a successor the slow path reports. */
+	hard_free_slow(tc, mem, size);
 }
 
 void *upa_hard_calloc(size_t n)
@@ -597,7 +754,7 @@ void *upa_hard_realloc(void *mem, size_t n)
 		return NULL;
 	}
 	/* Moved: the old block stays FREED. */
-	return block_adopt(nmem, n, nmem == mem ? old_usable : 0);
+	return block_adopt(nmem, n, nmem == mem ? old_usable : 0, false);
 }
 
 void *upa_hard_memalign(size_t align, size_t n)
@@ -612,7 +769,7 @@ void *upa_hard_memalign(size_t align, size_t n)
 	tc->hard_inner = 1;
 	mem = upa_int_memalign(align, n + 1);
 	tc->hard_inner = 0;
-	return mem ? block_adopt(mem, n, 0) : NULL;
+	return mem ? block_adopt(mem, n, 0, true) : NULL;
 }
 
 /* The bytes before the canary: what the program may use. */

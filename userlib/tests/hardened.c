@@ -71,7 +71,10 @@ TEST_F(hardened, write_after_free_into_cached_block_aborts)
 		     "malloc(): write after free detected");
 }
 
-/* The cache's link is the freed block's first word: a write there too. */
+/*
+ * The freed block's first word (where a linked cache keeps its link; the
+ * mode's cache keeps none in the block): a write there too.
+ */
 static void write_after_free_over_cache_link(void)
 {
 	char *p = malloc(100), *q = malloc(100);
@@ -87,6 +90,26 @@ TEST_F(hardened, write_after_free_over_cache_link_aborts)
 {
 	expect_death(_metadata, write_after_free_over_cache_link,
 		     "malloc(): write after free detected");
+}
+
+/*
+ * A write into a cached block's header (an underflow of the block before
+ * it, or a write just before a freed pointer): the next malloc of that
+ * size would hand out a block the header says is smaller.
+ */
+static void size_of_cached_block_overwritten(void)
+{
+	char *p = malloc(64);
+
+	free(p);
+	((size_t *)p)[-1] = 48 | CHUNK_PREV_INUSE;
+	malloc(64);
+}
+
+TEST_F(hardened, size_of_cached_block_overwritten_aborts_at_malloc)
+{
+	expect_death(_metadata, size_of_cached_block_overwritten,
+		     "malloc(): size of a cached block overwritten (hardened)");
 }
 
 static void write_after_free_fast_bin(void)
@@ -267,6 +290,25 @@ static void one_byte_overflow_memalign(void)
 TEST_F(hardened, one_byte_overflow_of_aligned_block_aborts_at_free)
 {
 	expect_death(_metadata, one_byte_overflow_memalign,
+		     "free(): canary after the requested size overwritten");
+}
+
+/*
+ * The canary is derived from the block's size word too: a live block's
+ * arena flag (or size) rewritten is caught at free without a look at
+ * the heap map (the mode's free of a cached size does not make one).
+ */
+static void arena_flag_of_live_block_flipped(void)
+{
+	char *p = malloc(64);
+
+	((size_t *)p)[-1] ^= CHUNK_NON_MAIN_ARENA;
+	free(p);
+}
+
+TEST_F(hardened, arena_flag_of_live_block_flipped_aborts_at_free)
+{
+	expect_death(_metadata, arena_flag_of_live_block_flipped,
 		     "free(): canary after the requested size overwritten");
 }
 
