@@ -144,26 +144,36 @@ static inline uint64_t state_of(const void *p)
 		state_shift(p)) & 3;
 }
 
-/* No granule of [p, p + len) stays FREED (p 16-aligned). */
+/*
+ * No granule of [p, p + len) stays FREED (p 16-aligned). One slot lookup
+ * per 64 MiB, whole words of the map in between (a load each: FREED
+ * granules inside a new block are rare, the atomic only where one is).
+ */
 static void shadow_clear_freed(char *p, size_t len)
 {
 	size_t ng = (len + 15) >> 4, n;
 
 	for (; ng; ng -= n, p += n << 4) {
-		unsigned int sh = state_shift(p);
 		uint64_t *s = shadow_slot(p, false), *w, mask;
+		size_t g = granule(p), k, left;
+		unsigned int sh;
 
-		n = 32 - sh / 2;
+		n = SHADOW_GRANULES - g;
 		if (n > ng)
 			n = ng;
 		if (!s)
 			continue;
-		w = state_word(s, p);
-		mask = ((n == 32 ? ~0ULL : ((1ULL << (2 * n)) - 1)) << sh) &
-		       ST_FREED_ALL;
-		/* Rarely any: a load first, the atomic only when needed. */
-		if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
-			__atomic_fetch_and(w, ~mask, __ATOMIC_RELAXED);
+		w = &s[g >> 5];
+		sh = (unsigned int)(g & 31) * 2;
+		for (left = n; left; left -= k, w++, sh = 0) {
+			k = 32 - sh / 2;
+			if (k > left)
+				k = left;
+			mask = ((k == 32 ? ~0ULL : ((1ULL << (2 * k)) - 1)) <<
+				sh) & ST_FREED_ALL;
+			if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
+				__atomic_fetch_and(w, ~mask, __ATOMIC_RELAXED);
+		}
 	}
 }
 
