@@ -186,6 +186,9 @@ void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
  * drain the arena's remote list: one lock round trip for all. Heaps the
  * frees drop are unmapped after the unlock (no syscall holds the lock).
  */
+static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
+			     size_t size);
+
 static void arena_free(struct upa_tcache *tc, struct upa_chunk *c,
 		       unsigned int idx, unsigned int n)
 {
@@ -202,6 +205,32 @@ static void arena_free(struct upa_tcache *tc, struct upa_chunk *c,
 		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
 	/* c last: a fast bin's top, where glibc's free would leave it. */
 	int_free(a, c, &released);
+	upa_remote_drain(a, &released);
+	upa_unlock(&a->lock);
+	if (released)
+		upa_region_release_heaps(released);
+}
+
+/*
+ * The hardened mode's batch from a full bin of its cache: n heap chunks
+ * of the calling thread's own arena (the caller checked), freed already
+ * as far as the mode is concerned, into the arena's bins under one lock
+ * round trip, each with free_slow's checks of its neighbours.
+ */
+void upa_free_chunks_mine(struct upa_chunk *const *v, unsigned int n)
+{
+	struct upa_arena *a = upa_tc.arena;
+	struct upa_heap *released = NULL;
+	unsigned int i;
+
+	/* Fork child: the arena may be inconsistent; leak, never touch it. */
+	if (unlikely(a->quarantined))
+		return;
+	upa_lock(&a->lock);
+	for (i = 0; i < n; i++) {
+		free_check_inuse(a, v[i], chunk_size(v[i]));
+		int_free(a, v[i], &released);
+	}
 	upa_remote_drain(a, &released);
 	upa_unlock(&a->lock);
 	if (released)

@@ -75,18 +75,32 @@ static uint64_t **shadow_dir;
 static uintptr_t hard_secret;
 
 /*
- * The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK, as a
+ * The mode's per-thread cache: chunks up to 4112 bytes (the default
+ * cache's sizes, its large bins included: programs whose blocks of a few
+ * KiB otherwise took the arena's locked path at every call), as a
  * stack of pointers per size, out of band: a freed block holds nothing
  * but the pattern (no link a write after free could redirect, so every
  * byte of it is verified and no link needs checking against the map).
- * At most HARD_CACHE_CAP per size, whatever UPA_M_TCACHE_COUNT asks.
+ * Per size the count the default cache would hold (UPA_M_TCACHE_COUNT;
+ * the large bins: at most 16 KiB, at least 2), and at most
+ * HARD_CACHE_CAP. Only the sizes up to UPA_TCACHE_MAX_CHUNK are filled
+ * with the pattern and verified (larger ones never were: see the file's
+ * head).
  */
-#define HARD_CACHE_CAP		128
+#define HARD_CACHE_CAP		64
 
 struct hard_cache {
-	uint16_t count[UPA_TCACHE_BINS];
-	void *slot[UPA_TCACHE_BINS][HARD_CACHE_CAP];
+	uint16_t count[UPA_TCACHE_ALL_BINS];
+	void *slot[UPA_TCACHE_ALL_BINS][HARD_CACHE_CAP];
 };
+
+static inline unsigned int hard_cache_limit(size_t idx)
+{
+	unsigned int l = tcache_limit_of(upa_mp.hard_cache_count,
+					 UPA_TCACHE_ALL_BINS, (unsigned int)idx);
+
+	return l < HARD_CACHE_CAP ? l : HARD_CACHE_CAP;
+}
 
 static __attribute__((noinline)) uint64_t *shadow_slot_new(uint64_t **e)
 {
@@ -607,7 +621,8 @@ static void *hard_cache_pop(struct hard_cache *hc, size_t idx)
 	UPA_CHECK((mem_chunk(mem)->size &
 		   ~(UPA_PREV_INUSE | UPA_NON_MAIN_ARENA)) == size,
 		  "malloc(): size of a cached block overwritten (hardened)");
-	pattern_verify_block(mem, size - UPA_WORD);
+	if (idx < UPA_TCACHE_BINS)
+		pattern_verify_block(mem, size - UPA_WORD);
 	old = __atomic_fetch_xor(state_word(s, mem), (ST_LIVE | ST_FREED) << sh,
 				 __ATOMIC_ACQ_REL);
 	UPA_CHECK(((old >> sh) & 3) == ST_FREED,
@@ -623,7 +638,7 @@ void upa_hard_thread_exit(struct upa_tcache *tc)
 	if (!hc)
 		return;
 	tc->hard = NULL;
-	for (i = 0; i < UPA_TCACHE_BINS; i++)
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++)
 		while (hc->count[i])
 			upa_free_chunk_any(mem_chunk(hc->slot[i][--hc->count[i]]));
 	upa_src_anon.unmap(hc, sizeof(*hc));
@@ -654,13 +669,86 @@ void *upa_hard_malloc(size_t n)
 	size_t idx = tcache_index(upa_request_size(n + 1));
 	void *mem;
 
-	if (likely(hc) && idx < UPA_TCACHE_BINS && n < UPA_MAX_REQUEST &&
+	if (likely(hc) && idx < UPA_TCACHE_ALL_BINS && n < UPA_MAX_REQUEST &&
 	    hc->count[idx]) {
 		mem = hard_cache_pop(hc, idx);
 		canary_write(mem, (idx + 2) * UPA_ALIGN - UPA_WORD, n, true);
 		return mem;
 	}
 	return hard_malloc_slow(n);
+}
+
+/*
+ * tcache_carve's batch refill (malloc.c), for the mode's cache: up to max
+ * chunks of nb at `at` (free space of arena a, locked), as many as the
+ * bin's ramp (1, 3, 7, 15 on its successive misses, as the default
+ * cache's) and room allow, each in the state of a cached block: FREED
+ * at its start, no other granule FREED, filled with the pattern. Only
+ * from inside the mode's own slow malloc (tc->hard_inner). Returns the
+ * bytes carved.
+ */
+size_t upa_hard_carve(struct upa_arena *a, struct upa_chunk *at, size_t nb,
+		      size_t max, unsigned int min_limit)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct hard_cache *hc = tc->hard;
+	size_t idx = tcache_index(nb), k, i;
+	size_t head = nb | UPA_PREV_INUSE | upa_arena_flag(a);
+	unsigned int limit;
+
+	if (!hc || !tc->hard_inner || idx >= UPA_TCACHE_BINS)
+		return 0;
+	limit = hard_cache_limit(idx);
+	if (limit < min_limit || hc->count[idx] >= limit)
+		return 0;
+	k = ((size_t)1 << tc->misses[idx]) - 1;
+	if (tc->misses[idx] < 4)
+		tc->misses[idx]++;
+	if (k > limit - hc->count[idx])
+		k = limit - hc->count[idx];
+	if (k > max)
+		k = max;
+	/* Every chunk's state first: a failure leaves the carve shorter. */
+	for (i = 0; i < k; i++) {
+		char *mem = chunk_mem(chunk_at(at, i * nb));
+
+		if (!shadow_adopt(mem, 0, nb - UPA_WORD))
+			break;
+		block_unclaim(mem);	/* LIVE -> FREED */
+	}
+	for (k = i; i > 0; i--) {
+		struct upa_chunk *c = chunk_at(at, (i - 1) * nb);
+
+		chunk_set_head(c, head);
+		pattern_fill_block(chunk_mem(c), nb - UPA_WORD);
+		hc->slot[idx][hc->count[idx]++] = chunk_mem(c);
+	}
+	return k * nb;
+}
+
+/*
+ * A full bin: half of it, the newest entries as long as they are of the
+ * thread's own arena, goes to the arena in one batch (one lock round trip,
+ * as the default cache's free_batch), and the bin has room for the next
+ * frees: a program that frees many blocks of one size in a row paid the
+ * whole slow path per block. They stay FREED in the map.
+ */
+static void hard_cache_flush(struct upa_tcache *tc, struct hard_cache *hc,
+			     size_t idx)
+{
+	struct upa_chunk *v[HARD_CACHE_CAP / 2 + 1];
+	unsigned int n = 0, want = hc->count[idx] / 2 + 1;
+
+	while (n < want && hc->count[idx]) {
+		struct upa_chunk *e = mem_chunk(hc->slot[idx][hc->count[idx] - 1]);
+
+		if (upa_arena_of_checked(e, "free(): invalid pointer") != tc->arena)
+			break;
+		v[n++] = e;
+		hc->count[idx]--;
+	}
+	if (n)
+		upa_free_chunks_mine(v, n);
 }
 
 /*
@@ -678,9 +766,11 @@ static __attribute__((noinline)) void hard_free_slow(struct upa_tcache *tc,
 	if (unlikely(tc->state == UPA_THREAD_NEW))
 		upa_thread_setup(tc);
 	hc = hard_cache_of(tc, true);
-	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_BINS && hc &&
-	    hc->count[idx] < upa_mp.hard_cache_count &&
-	    hc->count[idx] < HARD_CACHE_CAP) {
+	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_ALL_BINS && hc &&
+	    tc->arena && hc->count[idx] && hc->count[idx] >= hard_cache_limit(idx))
+		hard_cache_flush(tc, hc, idx);
+	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_ALL_BINS && hc &&
+	    hc->count[idx] < hard_cache_limit(idx)) {
 		/* What the default fast path checks before it caches. */
 		upa_arena_of_checked(c, "free(): invalid pointer");
 		UPA_CHECK(chunk_prev_inuse(chunk_at(c, size)),

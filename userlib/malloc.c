@@ -46,6 +46,12 @@ static size_t tcache_carve(struct upa_arena *a, struct upa_chunk *at,
 	size_t idx = tcache_index(nb), k, i;
 	size_t head = nb | UPA_PREV_INUSE | upa_arena_flag(a);
 
+	/* The hardened mode's cache instead (the default one is off). */
+	if (unlikely(upa_mp.hardened)) {
+		k = TCACHE_CARVE_BYTES / nb;
+		return upa_hard_carve(a, at, nb, k < avail / nb ? k : avail / nb,
+				      TCACHE_CARVE_MIN_LIMIT);
+	}
 	if (idx >= UPA_TCACHE_BINS || !tc->room[idx] ||
 	    tc->limit < TCACHE_CARVE_MIN_LIMIT)
 		return 0;

@@ -351,6 +351,29 @@ TEST_F(hardened, double_free_held_in_another_threads_cache_aborts)
 		     "free(): double free detected (hardened)");
 }
 
+/*
+ * Past the mode's bin (32 by default): the bin's newest half goes to the
+ * arena in one batch, a fast bin for this size; the block freed twice is
+ * among them.
+ */
+static void double_free_after_bin_flush(void)
+{
+	char *p[100];
+	int i;
+
+	for (i = 0; i < 100; i++)
+		p[i] = malloc(64);
+	for (i = 0; i < 100; i++)
+		free(p[i]);
+	free(p[60]);
+}
+
+TEST_F(hardened, double_free_of_block_flushed_from_the_modes_bin_aborts)
+{
+	expect_death(_metadata, double_free_after_bin_flush,
+		     "free(): double free detected (hardened)");
+}
+
 /* A write after free cleared the cache key: the default mode sees no free. */
 static void double_free_key_overwritten(void)
 {
