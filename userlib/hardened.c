@@ -34,8 +34,9 @@
  * of address space, touched only where blocks are) mapped on first use.
  *
  * Which reuse paths verify the pattern, and why only these: the mode's
- * own cache (the block was filled at free and only its first word, the
- * list link, was the allocator's since: all but 8 bytes verified) and the
+ * own cache (the block was filled at free and nothing was written into
+ * it since: its entries are kept out of band; every byte verified, and
+ * so are the chunks a refill carved for it, filled when carved) and the
  * arena's fast bins (fd and the cache key written since: all but the
  * first 16 bytes and the last word). Chunks from the other bins or the
  * top are not verified: coalescing writes headers and feet into the
@@ -46,8 +47,8 @@
  * block of up to 1031 bytes (1032 less the canary's byte) that is freed
  * while its thread's bin has room (32 per size) is verified, and those up
  * to 119 bytes (M_MXFAST 128, less the canary) on the arena's side (a
- * full bin, the cache off, another thread's block through its arena's
- * remote list, which the owner drains into the fast bins).
+ * full bin's flushed half, the cache off, another thread's block through
+ * its arena's remote list, which the owner drains into the fast bins).
  */
 #include <string.h>
 
@@ -70,6 +71,9 @@
 #define ST_LIVE			1ULL
 #define ST_FREED		2ULL
 #define ST_FREED_ALL		0xaaaaaaaaaaaaaaaaULL
+
+/* tc->hard_inner in the mode's slow malloc (1 in its other wrappers). */
+#define HARD_INNER_MALLOC	2
 
 static uint64_t **shadow_dir;
 static uintptr_t hard_secret;
@@ -656,7 +660,7 @@ static __attribute__((noinline)) void *hard_malloc_slow(size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
-	tc->hard_inner = 1;
+	tc->hard_inner = HARD_INNER_MALLOC;
 	mem = upa_malloc_slow(n + 1);
 	tc->hard_inner = 0;
 	return mem ? block_adopt(mem, n, 0, true) : NULL;
@@ -684,7 +688,9 @@ void *upa_hard_malloc(size_t n)
  * bin's ramp (1, 3, 7, 15 on its successive misses, as the default
  * cache's) and room allow, each in the state of a cached block: FREED
  * at its start, no other granule FREED, filled with the pattern. Only
- * from inside the mode's own slow malloc (tc->hard_inner). Returns the
+ * from inside the mode's own slow malloc (HARD_INNER_MALLOC: a realloc's
+ * or memalign's chunk is not of a size the program asks for again and
+ * again, and the carved chunks' fill would be wasted). Returns the
  * bytes carved.
  */
 size_t upa_hard_carve(struct upa_arena *a, struct upa_chunk *at, size_t nb,
@@ -696,7 +702,7 @@ size_t upa_hard_carve(struct upa_arena *a, struct upa_chunk *at, size_t nb,
 	size_t head = nb | UPA_PREV_INUSE | upa_arena_flag(a);
 	unsigned int limit;
 
-	if (!hc || !tc->hard_inner || idx >= UPA_TCACHE_BINS)
+	if (!hc || tc->hard_inner != HARD_INNER_MALLOC || idx >= UPA_TCACHE_BINS)
 		return 0;
 	limit = hard_cache_limit(idx);
 	if (limit < min_limit || hc->count[idx] >= limit)
