@@ -791,14 +791,14 @@ static __attribute__((noinline)) void hard_free_slow(struct upa_tcache *tc,
 }
 
 /*
- * The block must be LIVE (it is FREED from here on), its size sane and
- * its canary intact (the canary also binds the size word: a rewritten
- * size or arena flag fails it). Then the cache takes it when its bin has
- * room, filled with the pattern, with the default fast path's check of
- * the successor (PREV_INUSE set, a plausible size). The heap map is not
- * consulted on this path: the map's LIVE bit, out of band, already says
- * mem is a block this allocator handed out, and the canary that its
- * header's size and arena flag are those it was handed out with.
+ * The block must be LIVE (it is FREED from here on), in a heap whose
+ * arena its flag names (a heap chunk), its size sane and its canary
+ * intact (the canary also binds the size word: a rewritten size fails
+ * it). Then the cache takes it when its bin has room, filled with the
+ * pattern, with the default fast path's check of the successor
+ * (PREV_INUSE set, a plausible size). The heap-map check comes before
+ * the canary's: the canary would miss a flipped arena flag once in 128
+ * (a pad of one byte has only its last byte to compare), the map never.
  */
 void upa_hard_free(void *mem)
 {
@@ -808,6 +808,8 @@ void upa_hard_free(void *mem)
 	size_t size, idx;
 
 	block_claim(mem, true);
+	if (!chunk_is_mmapped(c))
+		upa_arena_of_checked(c, "free(): invalid pointer");
 	block_check(mem, true);
 	size = chunk_size(c);
 	/*

@@ -294,9 +294,9 @@ TEST_F(hardened, one_byte_overflow_of_aligned_block_aborts_at_free)
 }
 
 /*
- * The canary is derived from the block's size word too: a live block's
- * arena flag (or size) rewritten is caught at free without a look at
- * the heap map (the mode's free of a cached size does not make one).
+ * A live block's arena flag rewritten: caught at free on the mode's
+ * cached path too, by the heap map (the canary, derived from the size
+ * word as well, would miss it once in 128).
  */
 static void arena_flag_of_live_block_flipped(void)
 {
@@ -309,7 +309,7 @@ static void arena_flag_of_live_block_flipped(void)
 TEST_F(hardened, arena_flag_of_live_block_flipped_aborts_at_free)
 {
 	expect_death(_metadata, arena_flag_of_live_block_flipped,
-		     "free(): canary after the requested size overwritten");
+		     "free(): invalid pointer");
 }
 
 /* ---- double frees held in any cache ---- */
