@@ -27,9 +27,11 @@
  * the address space: LIVE (a block handed out starts here) and FREED (a
  * block that started here was freed and not handed out again; a malloc
  * clears it over the whole new block, so that a free of a pointer into
- * a live block is told apart from a double free). A free turns LIVE into
- * FREED with one atomic exclusive or: of two racing frees only one finds
- * LIVE, the other aborts. The map is a directory of 2^21 slots (one per
+ * a live block is told apart from a double free); a live block's state
+ * also records its arena flag (LIVE, or LIVE and FREED both for a
+ * NON_MAIN_ARENA chunk). A free turns the live state into FREED with one
+ * atomic exclusive or: of two racing frees only one finds it, the other
+ * aborts, and so does a free whose header's arena flag was rewritten. The map is a directory of 2^21 slots (one per
  * 64 MiB of the 2^47-byte user address space), each slot's map (1 MiB
  * of address space, touched only where blocks are) mapped on first use.
  *
@@ -61,7 +63,10 @@
 
 /*
  * The state map: 2 bits per granule, interleaved (32 granules a word), so
- * that a free is one atomic: LIVE -> FREED is an exclusive or of both.
+ * that a free is one atomic: LIVE -> FREED is an exclusive or. A live
+ * block's state also says whether its header carries NON_MAIN_ARENA
+ * (ST_LIVE, or ST_LIVE | ST_FREED: the one state left), so that a free
+ * finds a flipped arena flag in the same atomic, without the heap map.
  */
 #define SHADOW_SLOT_SHIFT	26
 #define SHADOW_SLOTS		((size_t)1 << (UPA_HEAP_MAP_SPACE_BITS - \
@@ -71,6 +76,13 @@
 #define ST_LIVE			1ULL
 #define ST_FREED		2ULL
 #define ST_FREED_ALL		0xaaaaaaaaaaaaaaaaULL
+
+/* The LIVE state of the block at mem, from its header's arena flag. */
+static inline uint64_t live_state(const void *mem)
+{
+	return ST_LIVE | ((mem_chunk((void *)mem)->size & UPA_NON_MAIN_ARENA) >>
+			  1);
+}
 
 /* tc->hard_inner in the mode's slow malloc (1 in its other wrappers). */
 #define HARD_INNER_MALLOC	2
@@ -151,7 +163,7 @@ static inline unsigned int state_shift(const void *p)
 	return (unsigned int)(granule(p) & 31) * 2;
 }
 
-/* The state of p's granule: 0, ST_LIVE or ST_FREED. */
+/* The state of p's granule: 0, ST_FREED or a live one (ST_LIVE set). */
 static inline uint64_t state_of(const void *p)
 {
 	uint64_t *s = shadow_slot(p, false);
@@ -196,7 +208,7 @@ static void shadow_clear_freed(char *p, size_t len)
 }
 
 /*
- * mem becomes LIVE, and no granule of the block [mem, mem + len) stays
+ * mem (its header set) becomes LIVE, and no granule of the block [mem, mem + len) stays
  * FREED (so that a free of a pointer into it is told apart from a double
  * free) from offset `from` on: a block that grew in place was clean up
  * to there already. false: no memory for the map.
@@ -210,7 +222,7 @@ static bool shadow_adopt(char *mem, size_t from, size_t len)
 	if (!s)
 		return false;
 	w = state_word(s, mem);
-	live = ST_LIVE << sh;
+	live = live_state(mem) << sh;
 	if (from < UPA_ALIGN) {
 		/* The block's granules in this word: in the same CAS. */
 		if (n > (len + 15) >> 4)
@@ -223,7 +235,7 @@ static bool shadow_adopt(char *mem, size_t from, size_t len)
 	}
 	old = __atomic_load_n(w, __ATOMIC_RELAXED);
 	do {
-		UPA_CHECK(!(old & live),
+		UPA_CHECK(!(old & (ST_LIVE << sh)),
 			  "malloc(): returned a block that is in use");
 		nw = (old & ~fmask) | live;
 	} while (!__atomic_compare_exchange_n(w, &old, nw, true,
@@ -498,38 +510,44 @@ static void *block_adopt(void *mem, size_t n, size_t clean, bool fresh)
 
 /*
  * Take block mem back from the program (free, or a realloc that may
- * move it): it must be LIVE; it is FREED afterwards (one exclusive or;
- * realloc's block_unclaim undoes it when it fails). is_free picks the
- * caller's abort messages.
+ * move it): it must be LIVE, with the arena flag its header had when it
+ * was handed out; it is FREED afterwards (one exclusive or; realloc's
+ * block_unclaim undoes it when it fails). is_free picks the caller's
+ * abort messages.
  */
 static inline __attribute__((always_inline)) void block_claim(void *mem,
 								bool is_free)
 {
-	uint64_t *s = shadow_slot(mem, false), st = 0, *w;
+	uint64_t *s = shadow_slot(mem, false), st = 0, *w, live = 0;
 	unsigned int sh = state_shift(mem);
 
 	UPA_CHECK(chunk_aligned(mem), is_free ? "free(): invalid pointer" :
 						"realloc(): invalid pointer");
 	if (likely(s)) {
+		live = live_state(mem);
 		w = state_word(s, mem);
-		st = (__atomic_fetch_xor(w, (ST_LIVE | ST_FREED) << sh,
+		st = (__atomic_fetch_xor(w, (live ^ ST_FREED) << sh,
 					 __ATOMIC_ACQ_REL) >> sh) & 3;
-		if (likely(st == ST_LIVE))
+		if (likely(st == live))
 			return;
-		__atomic_fetch_xor(w, (ST_LIVE | ST_FREED) << sh,
+		__atomic_fetch_xor(w, (live ^ ST_FREED) << sh,
 				   __ATOMIC_ACQ_REL);
 	}
 	UPA_CHECK(st != ST_FREED,
 		  is_free ? "free(): double free detected (hardened)" :
 			    "realloc(): block was freed (hardened)");
+	/* Live, but its header's arena flag is not the one handed out. */
+	UPA_CHECK(!(st & ST_LIVE), is_free ? "free(): invalid pointer" :
+					     "realloc(): invalid pointer");
 	upa_fatal(is_free ? "free(): pointer is not the start of a block" :
 			    "realloc(): pointer is not the start of a block");
 }
 
+/* LIVE <-> FREED for the block at mem (header set): undo of a claim. */
 static void block_unclaim(void *mem)
 {
 	__atomic_fetch_xor(state_word(shadow_slot(mem, false), mem),
-			   (ST_LIVE | ST_FREED) << state_shift(mem),
+			   (live_state(mem) ^ ST_FREED) << state_shift(mem),
 			   __ATOMIC_ACQ_REL);
 }
 
@@ -627,7 +645,8 @@ static void *hard_cache_pop(struct hard_cache *hc, size_t idx)
 		  "malloc(): size of a cached block overwritten (hardened)");
 	if (idx < UPA_TCACHE_BINS)
 		pattern_verify_block(mem, size - UPA_WORD);
-	old = __atomic_fetch_xor(state_word(s, mem), (ST_LIVE | ST_FREED) << sh,
+	old = __atomic_fetch_xor(state_word(s, mem),
+				 (live_state(mem) ^ ST_FREED) << sh,
 				 __ATOMIC_ACQ_REL);
 	UPA_CHECK(((old >> sh) & 3) == ST_FREED,
 		  "malloc(): returned a block that is in use");
@@ -714,18 +733,22 @@ size_t upa_hard_carve(struct upa_arena *a, struct upa_chunk *at, size_t nb,
 		k = limit - hc->count[idx];
 	if (k > max)
 		k = max;
-	/* Every chunk's state first: a failure leaves the carve shorter. */
+	/*
+	 * Every chunk's header and state first: a failure leaves the carve
+	 * shorter (the caller writes the rest's header over the first one
+	 * left out).
+	 */
 	for (i = 0; i < k; i++) {
-		char *mem = chunk_mem(chunk_at(at, i * nb));
+		struct upa_chunk *c = chunk_at(at, i * nb);
 
-		if (!shadow_adopt(mem, 0, nb - UPA_WORD))
+		chunk_set_head(c, head);
+		if (!shadow_adopt(chunk_mem(c), 0, nb - UPA_WORD))
 			break;
-		block_unclaim(mem);	/* LIVE -> FREED */
+		block_unclaim(chunk_mem(c));	/* LIVE -> FREED */
 	}
 	for (k = i; i > 0; i--) {
 		struct upa_chunk *c = chunk_at(at, (i - 1) * nb);
 
-		chunk_set_head(c, head);
 		pattern_fill_block(chunk_mem(c), nb - UPA_WORD);
 		hc->slot[idx][hc->count[idx]++] = chunk_mem(c);
 	}
@@ -791,14 +814,16 @@ static __attribute__((noinline)) void hard_free_slow(struct upa_tcache *tc,
 }
 
 /*
- * The block must be LIVE (it is FREED from here on), in a heap whose
- * arena its flag names (a heap chunk), its size sane and its canary
- * intact (the canary also binds the size word: a rewritten size fails
- * it). Then the cache takes it when its bin has room, filled with the
- * pattern, with the default fast path's check of the successor
- * (PREV_INUSE set, a plausible size). The heap-map check comes before
- * the canary's: the canary would miss a flipped arena flag once in 128
- * (a pad of one byte has only its last byte to compare), the map never.
+ * The block must be LIVE with the arena flag it was handed out with (it
+ * is FREED from here on), its size sane and its canary intact (the
+ * canary also binds the size word: a rewritten size fails it). Then the
+ * cache takes it when its bin has room, filled with the pattern, with
+ * the default fast path's check of the successor (PREV_INUSE set, a
+ * plausible size). No heap-map lookup on this path: the map's LIVE,
+ * out of band, says the pointer is a block handed out, and its state the
+ * arena flag (the canary alone would miss a flipped flag once in 128: a
+ * pad of one byte leaves it one byte to compare). Blocks that reach an
+ * arena get the heap-map check there.
  */
 void upa_hard_free(void *mem)
 {
@@ -808,8 +833,6 @@ void upa_hard_free(void *mem)
 	size_t size, idx;
 
 	block_claim(mem, true);
-	if (!chunk_is_mmapped(c))
-		upa_arena_of_checked(c, "free(): invalid pointer");
 	block_check(mem, true);
 	size = chunk_size(c);
 	/*
@@ -885,7 +908,7 @@ size_t upa_hard_usable_size(void *mem)
 {
 	size_t n;
 
-	if (!mem || !chunk_aligned(mem) || state_of(mem) != ST_LIVE)
+	if (!mem || !chunk_aligned(mem) || !(state_of(mem) & ST_LIVE))
 		return 0;
 	n = canary_read(mem, chunk_usable(mem_chunk(mem)));
 	UPA_CHECK(n != SIZE_MAX,
