@@ -186,6 +186,9 @@ void upa_int_free(struct upa_arena *a, struct upa_chunk *c)
  * drain the arena's remote list: one lock round trip for all. Heaps the
  * frees drop are unmapped after the unlock (no syscall holds the lock).
  */
+static void free_check_inuse(struct upa_arena *a, struct upa_chunk *c,
+			     size_t size);
+
 static void arena_free(struct upa_tcache *tc, struct upa_chunk *c,
 		       unsigned int idx, unsigned int n)
 {
@@ -202,6 +205,32 @@ static void arena_free(struct upa_tcache *tc, struct upa_chunk *c,
 		int_free(a, mem_chunk(tcache_pop_counted(tc, idx)), &released);
 	/* c last: a fast bin's top, where glibc's free would leave it. */
 	int_free(a, c, &released);
+	upa_remote_drain(a, &released);
+	upa_unlock(&a->lock);
+	if (released)
+		upa_region_release_heaps(released);
+}
+
+/*
+ * The hardened mode's batch from a full bin of its cache: n heap chunks
+ * of the calling thread's own arena (the caller checked), freed already
+ * as far as the mode is concerned, into the arena's bins under one lock
+ * round trip, each with free_slow's checks of its neighbours.
+ */
+void upa_free_chunks_mine(struct upa_chunk *const *v, unsigned int n)
+{
+	struct upa_arena *a = upa_tc.arena;
+	struct upa_heap *released = NULL;
+	unsigned int i;
+
+	/* Fork child: the arena may be inconsistent; leak, never touch it. */
+	if (unlikely(a->quarantined))
+		return;
+	upa_lock(&a->lock);
+	for (i = 0; i < n; i++) {
+		free_check_inuse(a, v[i], chunk_size(v[i]));
+		int_free(a, v[i], &released);
+	}
 	upa_remote_drain(a, &released);
 	upa_unlock(&a->lock);
 	if (released)
@@ -338,7 +367,12 @@ static void remote_free(struct upa_tcache *tc, struct upa_arena *a,
 	long n = 1, count;
 	void *head;
 
-	if (idx < UPA_TCACHE_BINS && !tc->room[idx])
+	/*
+	 * Nothing to adapt with no cache at all, now or wanted (count 0:
+	 * the hardened mode's case, where every remote free comes here).
+	 */
+	if (idx < UPA_TCACHE_BINS && !tc->room[idx] &&
+	    (upa_mp.tcache_count | tc->limit))
 		remote_freer_adapt(tc);
 	first->key = key;
 	if (idx < UPA_TCACHE_BINS && !tc->room[idx] && tc->limit >= 2) {
@@ -468,7 +502,7 @@ void upa_free_check_held(struct upa_tcache *tc, struct upa_chunk *c)
 	upa_unlock(&a->lock);
 }
 
-void upa_free_slow(void *mem)
+static __attribute__((noinline)) void free_slow(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	int saved_errno = errno;
@@ -477,10 +511,6 @@ void upa_free_slow(void *mem)
 
 	if (!mem)
 		return;
-	if (upa_hard_dispatch()) {
-		upa_hard_free(mem);
-		return;
-	}
 	c = mem_chunk(mem);
 	size = chunk_size(c);
 	UPA_CHECK((uintptr_t)c <= -size && chunk_aligned(c),
@@ -530,6 +560,18 @@ void upa_free_slow(void *mem)
 			upa_free_chunk_any(c);
 	}
 	errno = saved_errno;
+}
+
+/*
+ * The hardened mode's dispatch first, before free_slow's prologue (it
+ * saves every register it uses, and reads errno): in that mode every
+ * free comes here, and most never need more than upa_hard_free's cache.
+ */
+__attribute__((noinline)) void upa_free_slow(void *mem)
+{
+	if (upa_hard_dispatch() && mem)
+		return upa_hard_free(mem);
+	free_slow(mem);
 }
 
 UPA_API void upa_free(void *mem)

@@ -27,15 +27,18 @@
  * the address space: LIVE (a block handed out starts here) and FREED (a
  * block that started here was freed and not handed out again; a malloc
  * clears it over the whole new block, so that a free of a pointer into
- * a live block is told apart from a double free). A free turns LIVE into
- * FREED with one atomic exclusive or: of two racing frees only one finds
- * LIVE, the other aborts. The map is a directory of 2^21 slots (one per
+ * a live block is told apart from a double free); a live block's state
+ * also records its arena flag (LIVE, or LIVE and FREED both for a
+ * NON_MAIN_ARENA chunk). A free turns the live state into FREED with one
+ * atomic exclusive or: of two racing frees only one finds it, the other
+ * aborts, and so does a free whose header's arena flag was rewritten. The map is a directory of 2^21 slots (one per
  * 64 MiB of the 2^47-byte user address space), each slot's map (1 MiB
  * of address space, touched only where blocks are) mapped on first use.
  *
  * Which reuse paths verify the pattern, and why only these: the mode's
- * own cache (the block was filled at free and only its first word, the
- * list link, was the allocator's since: all but 8 bytes verified) and the
+ * own cache (the block was filled at free and nothing was written into
+ * it since: its entries are kept out of band; every byte verified, and
+ * so are the chunks a refill carved for it, filled when carved) and the
  * arena's fast bins (fd and the cache key written since: all but the
  * first 16 bytes and the last word). Chunks from the other bins or the
  * top are not verified: coalescing writes headers and feet into the
@@ -46,8 +49,8 @@
  * block of up to 1031 bytes (1032 less the canary's byte) that is freed
  * while its thread's bin has room (32 per size) is verified, and those up
  * to 119 bytes (M_MXFAST 128, less the canary) on the arena's side (a
- * full bin, the cache off, another thread's block through its arena's
- * remote list, which the owner drains into the fast bins).
+ * full bin's flushed half, the cache off, another thread's block through
+ * its arena's remote list, which the owner drains into the fast bins).
  */
 #include <string.h>
 
@@ -60,7 +63,10 @@
 
 /*
  * The state map: 2 bits per granule, interleaved (32 granules a word), so
- * that a free is one atomic: LIVE -> FREED is an exclusive or of both.
+ * that a free is one atomic: LIVE -> FREED is an exclusive or. A live
+ * block's state also says whether its header carries NON_MAIN_ARENA
+ * (ST_LIVE, or ST_LIVE | ST_FREED: the one state left), so that a free
+ * finds a flipped arena flag in the same atomic, without the heap map.
  */
 #define SHADOW_SLOT_SHIFT	26
 #define SHADOW_SLOTS		((size_t)1 << (UPA_HEAP_MAP_SPACE_BITS - \
@@ -71,14 +77,46 @@
 #define ST_FREED		2ULL
 #define ST_FREED_ALL		0xaaaaaaaaaaaaaaaaULL
 
+/* The LIVE state of the block at mem, from its header's arena flag. */
+static inline uint64_t live_state(const void *mem)
+{
+	return ST_LIVE | ((mem_chunk((void *)mem)->size & UPA_NON_MAIN_ARENA) >>
+			  1);
+}
+
+/* tc->hard_inner in the mode's slow malloc (1 in its other wrappers). */
+#define HARD_INNER_MALLOC	2
+
 static uint64_t **shadow_dir;
 static uintptr_t hard_secret;
 
-/* The mode's per-thread cache: chunks up to UPA_TCACHE_MAX_CHUNK. */
+/*
+ * The mode's per-thread cache: chunks up to 4112 bytes (the default
+ * cache's sizes, its large bins included: programs whose blocks of a few
+ * KiB otherwise took the arena's locked path at every call), as a
+ * stack of pointers per size, out of band: a freed block holds nothing
+ * but the pattern (no link a write after free could redirect, so every
+ * byte of it is verified and no link needs checking against the map).
+ * Per size the count the default cache would hold (UPA_M_TCACHE_COUNT;
+ * the large bins: at most 16 KiB, at least 2), and at most
+ * HARD_CACHE_CAP. Only the sizes up to UPA_TCACHE_MAX_CHUNK are filled
+ * with the pattern and verified (larger ones never were: see the file's
+ * head).
+ */
+#define HARD_CACHE_CAP		64
+
 struct hard_cache {
-	uintptr_t head[UPA_TCACHE_BINS];	/* newest (links: mangled) */
-	uint16_t count[UPA_TCACHE_BINS];
+	uint16_t count[UPA_TCACHE_ALL_BINS];
+	void *slot[UPA_TCACHE_ALL_BINS][HARD_CACHE_CAP];
 };
+
+static inline unsigned int hard_cache_limit(size_t idx)
+{
+	unsigned int l = tcache_limit_of(upa_mp.hard_cache_count,
+					 UPA_TCACHE_ALL_BINS, (unsigned int)idx);
+
+	return l < HARD_CACHE_CAP ? l : HARD_CACHE_CAP;
+}
 
 static __attribute__((noinline)) uint64_t *shadow_slot_new(uint64_t **e)
 {
@@ -125,7 +163,7 @@ static inline unsigned int state_shift(const void *p)
 	return (unsigned int)(granule(p) & 31) * 2;
 }
 
-/* The state of p's granule: 0, ST_LIVE or ST_FREED. */
+/* The state of p's granule: 0, ST_FREED or a live one (ST_LIVE set). */
 static inline uint64_t state_of(const void *p)
 {
 	uint64_t *s = shadow_slot(p, false);
@@ -136,31 +174,41 @@ static inline uint64_t state_of(const void *p)
 		state_shift(p)) & 3;
 }
 
-/* No granule of [p, p + len) stays FREED (p 16-aligned). */
+/*
+ * No granule of [p, p + len) stays FREED (p 16-aligned). One slot lookup
+ * per 64 MiB, whole words of the map in between (a load each: FREED
+ * granules inside a new block are rare, the atomic only where one is).
+ */
 static void shadow_clear_freed(char *p, size_t len)
 {
 	size_t ng = (len + 15) >> 4, n;
 
 	for (; ng; ng -= n, p += n << 4) {
-		unsigned int sh = state_shift(p);
 		uint64_t *s = shadow_slot(p, false), *w, mask;
+		size_t g = granule(p), k, left;
+		unsigned int sh;
 
-		n = 32 - sh / 2;
+		n = SHADOW_GRANULES - g;
 		if (n > ng)
 			n = ng;
 		if (!s)
 			continue;
-		w = state_word(s, p);
-		mask = ((n == 32 ? ~0ULL : ((1ULL << (2 * n)) - 1)) << sh) &
-		       ST_FREED_ALL;
-		/* Rarely any: a load first, the atomic only when needed. */
-		if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
-			__atomic_fetch_and(w, ~mask, __ATOMIC_RELAXED);
+		w = &s[g >> 5];
+		sh = (unsigned int)(g & 31) * 2;
+		for (left = n; left; left -= k, w++, sh = 0) {
+			k = 32 - sh / 2;
+			if (k > left)
+				k = left;
+			mask = ((k == 32 ? ~0ULL : ((1ULL << (2 * k)) - 1)) <<
+				sh) & ST_FREED_ALL;
+			if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
+				__atomic_fetch_and(w, ~mask, __ATOMIC_RELAXED);
+		}
 	}
 }
 
 /*
- * mem becomes LIVE, and no granule of the block [mem, mem + len) stays
+ * mem (its header set) becomes LIVE, and no granule of the block [mem, mem + len) stays
  * FREED (so that a free of a pointer into it is told apart from a double
  * free) from offset `from` on: a block that grew in place was clean up
  * to there already. false: no memory for the map.
@@ -174,7 +222,7 @@ static bool shadow_adopt(char *mem, size_t from, size_t len)
 	if (!s)
 		return false;
 	w = state_word(s, mem);
-	live = ST_LIVE << sh;
+	live = live_state(mem) << sh;
 	if (from < UPA_ALIGN) {
 		/* The block's granules in this word: in the same CAS. */
 		if (n > (len + 15) >> 4)
@@ -187,7 +235,7 @@ static bool shadow_adopt(char *mem, size_t from, size_t len)
 	}
 	old = __atomic_load_n(w, __ATOMIC_RELAXED);
 	do {
-		UPA_CHECK(!(old & live),
+		UPA_CHECK(!(old & (ST_LIVE << sh)),
 			  "malloc(): returned a block that is in use");
 		nw = (old & ~fmask) | live;
 	} while (!__atomic_compare_exchange_n(w, &old, nw, true,
@@ -217,9 +265,16 @@ static bool shadow_adopt(char *mem, size_t from, size_t len)
  */
 #define CANARY_SPAN	16
 
+/*
+ * Also from the block's size word (but PREV_INUSE, which its
+ * predecessor's free and reuse change): a rewritten size or arena flag
+ * moves or changes the canary, and the free that reads it aborts.
+ */
 static inline uint8_t canary_byte(const void *mem)
 {
-	uint64_t x = ((uintptr_t)mem ^ hard_secret) * 0x9e3779b97f4a7c15ULL;
+	uint64_t x = ((uintptr_t)mem ^ hard_secret ^
+		      (mem_chunk((void *)mem)->size & ~UPA_PREV_INUSE)) *
+		     0x9e3779b97f4a7c15ULL;
 
 	return (uint8_t)(x >> 56) | 0x80;
 }
@@ -277,10 +332,52 @@ static inline bool bytes_are(const char *p, size_t len, uint8_t k)
 	return !len || (uint8_t)*p == k;
 }
 
-static void canary_write(char *mem, size_t usable, size_t n)
+/*
+ * A pad of 1 to CANARY_SPAN (every block from the cache and the arena
+ * but the smallest, whose requests round up by less than 16): the canary
+ * is then exactly the bytes [n, usable) of the last 16 of the usable
+ * area, which one 16-byte load, mask and store write and one load and
+ * shift verify, with no branch on the pad. The bytes before n in those
+ * 16 are the program's (a realloc in place keeps them): kept as they are.
+ */
+typedef unsigned __int128 hard_u128;
+
+static inline hard_u128 canary_k16(uint8_t k)
+{
+	return (hard_u128)BYTES_K(k) << 64 | BYTES_K(k);
+}
+
+static void canary_write_slow(char *mem, size_t usable, size_t n, uint8_t k);
+
+/*
+ * fresh: no byte of the block is the program's yet (a malloc, not a
+ * realloc): the bytes before n in the last 16 may be overwritten too,
+ * which saves the mask.
+ */
+static inline void canary_write(char *mem, size_t usable, size_t n,
+				bool fresh)
 {
 	size_t pad = usable - n;
 	uint8_t k = canary_byte(mem);
+	hard_u128 old, keep, kk;
+
+	if (unlikely(pad > CANARY_SPAN))
+		return canary_write_slow(mem, usable, n, k);
+	kk = canary_k16(k) ^ (hard_u128)pad << 120;
+	if (fresh) {
+		memcpy(mem + usable - CANARY_SPAN, &kk, sizeof(kk));
+		return;
+	}
+	keep = ((hard_u128)1 << (8 * (CANARY_SPAN - pad))) - 1;
+	memcpy(&old, mem + usable - CANARY_SPAN, sizeof(old));
+	old = (old & keep) | (kk & ~keep);
+	memcpy(mem + usable - CANARY_SPAN, &old, sizeof(old));
+}
+
+static __attribute__((noinline)) void
+canary_write_slow(char *mem, size_t usable, size_t n, uint8_t k)
+{
+	size_t pad = usable - n;
 
 	if (pad < PAD_LONG) {
 		size_t span = pad - 1 < CANARY_SPAN ? pad - 1 : CANARY_SPAN;
@@ -296,10 +393,30 @@ static void canary_write(char *mem, size_t usable, size_t n)
 	}
 }
 
+static size_t canary_read_slow(const char *mem, size_t usable, uint8_t k);
+
 /* The request size the canary encodes, or SIZE_MAX when it was damaged. */
-static size_t canary_read(const char *mem, size_t usable)
+static inline size_t canary_read(const char *mem, size_t usable)
 {
-	uint8_t k = canary_byte(mem), t;
+	uint8_t k = canary_byte(mem);
+	hard_u128 x;
+	size_t pad;
+
+	memcpy(&x, mem + usable - CANARY_SPAN, sizeof(x));
+	x ^= canary_k16(k);
+	pad = (size_t)(x >> 120);
+	if (unlikely(pad - 1 >= CANARY_SPAN))
+		return canary_read_slow(mem, usable, k);
+	/* The pad's bytes: all k but the last, k ^ pad. */
+	if ((x ^ (hard_u128)pad << 120) >> (8 * (CANARY_SPAN - pad)))
+		return SIZE_MAX;
+	return usable - pad;
+}
+
+static __attribute__((noinline)) size_t
+canary_read_slow(const char *mem, size_t usable, uint8_t k)
+{
+	uint8_t t;
 	size_t pad, body;
 
 	t = (uint8_t)mem[usable - 1] ^ k;
@@ -371,9 +488,9 @@ void upa_hard_verify_fast(struct upa_chunk *c)
 /*
  * A chunk from the allocator becomes a live block of n bytes; clean:
  * bytes at its start known not to hold FREED granules (a realloc in
- * place).
+ * place); fresh: none of its bytes is the program's yet (not a realloc).
  */
-static void *block_adopt(void *mem, size_t n, size_t clean)
+static void *block_adopt(void *mem, size_t n, size_t clean, bool fresh)
 {
 	struct upa_chunk *c = mem_chunk(mem);
 	size_t usable = chunk_usable(c);
@@ -387,48 +504,56 @@ static void *block_adopt(void *mem, size_t n, size_t clean)
 		errno = ENOMEM;
 		return NULL;
 	}
-	canary_write(mem, usable, n);
+	canary_write(mem, usable, n, fresh);
 	return mem;
 }
 
 /*
  * Take block mem back from the program (free, or a realloc that may
- * move it): it must be LIVE; it is FREED afterwards (one exclusive or;
- * realloc's block_unclaim undoes it when it fails). is_free picks the
- * caller's abort messages.
+ * move it): it must be LIVE, with the arena flag its header had when it
+ * was handed out; it is FREED afterwards (one exclusive or; realloc's
+ * block_unclaim undoes it when it fails). is_free picks the caller's
+ * abort messages.
  */
-static void block_claim(void *mem, bool is_free)
+static inline __attribute__((always_inline)) void block_claim(void *mem,
+								bool is_free)
 {
-	uint64_t *s = shadow_slot(mem, false), st = 0, *w;
+	uint64_t *s = shadow_slot(mem, false), st = 0, *w, live = 0;
 	unsigned int sh = state_shift(mem);
 
 	UPA_CHECK(chunk_aligned(mem), is_free ? "free(): invalid pointer" :
 						"realloc(): invalid pointer");
 	if (likely(s)) {
+		live = live_state(mem);
 		w = state_word(s, mem);
-		st = (__atomic_fetch_xor(w, (ST_LIVE | ST_FREED) << sh,
+		st = (__atomic_fetch_xor(w, (live ^ ST_FREED) << sh,
 					 __ATOMIC_ACQ_REL) >> sh) & 3;
-		if (likely(st == ST_LIVE))
+		if (likely(st == live))
 			return;
-		__atomic_fetch_xor(w, (ST_LIVE | ST_FREED) << sh,
+		__atomic_fetch_xor(w, (live ^ ST_FREED) << sh,
 				   __ATOMIC_ACQ_REL);
 	}
 	UPA_CHECK(st != ST_FREED,
 		  is_free ? "free(): double free detected (hardened)" :
 			    "realloc(): block was freed (hardened)");
+	/* Live, but its header's arena flag is not the one handed out. */
+	UPA_CHECK(!(st & ST_LIVE), is_free ? "free(): invalid pointer" :
+					     "realloc(): invalid pointer");
 	upa_fatal(is_free ? "free(): pointer is not the start of a block" :
 			    "realloc(): pointer is not the start of a block");
 }
 
+/* LIVE <-> FREED for the block at mem (header set): undo of a claim. */
 static void block_unclaim(void *mem)
 {
 	__atomic_fetch_xor(state_word(shadow_slot(mem, false), mem),
-			   (ST_LIVE | ST_FREED) << state_shift(mem),
+			   (live_state(mem) ^ ST_FREED) << state_shift(mem),
 			   __ATOMIC_ACQ_REL);
 }
 
 /* The header's size is sane and the canary intact; the request's size. */
-static size_t block_check(void *mem, bool is_free)
+static inline __attribute__((always_inline)) size_t block_check(void *mem,
+								  bool is_free)
 {
 	struct upa_chunk *c = mem_chunk(mem);
 	size_t size = chunk_size(c), n;
@@ -457,35 +582,75 @@ static struct hard_cache *hard_cache_of(struct upa_tcache *tc, bool create)
 	return m;
 }
 
-static inline uintptr_t link_protect(const void *pos, uintptr_t v)
+/*
+ * A non-mmapped chunk's user part, [mem, mem + usable) with usable = size
+ * - 8 (16-aligned, 16 * m + 8 bytes): m 16-byte stores or loads, then the
+ * last word. The link of a cache entry is not in the block: every byte is
+ * filled and verified.
+ */
+typedef uint64_t hard_v2a __attribute__((vector_size(16)));
+
+/* A loop, not memset: GCC would call it, or use rep stos (slow to start). */
+static inline __attribute__((optimize("no-tree-loop-distribute-patterns")))
+void pattern_fill_block(char *mem, size_t usable)
 {
-	return ((uintptr_t)pos >> 12) ^ v;
+	const hard_v2a pat = { HARD_PATTERN_WORD, HARD_PATTERN_WORD };
+	char *end = mem + usable - UPA_WORD;
+	hard_v2a *v = (hard_v2a *)mem;
+	uint64_t pw = HARD_PATTERN_WORD;
+
+	memcpy(end, &pw, sizeof(pw));
+	if ((usable - UPA_WORD) & UPA_ALIGN)
+		*v++ = pat;
+	for (; (char *)v < end; v += 2) {
+		v[0] = pat;
+		v[1] = pat;
+	}
+}
+
+static inline void pattern_verify_block(const char *mem, size_t usable)
+{
+	const hard_v2a pat = { HARD_PATTERN_WORD, HARD_PATTERN_WORD };
+	const char *end = mem + usable - UPA_WORD;
+	const hard_v2a *v = (const hard_v2a *)mem;
+	hard_v2a acc;
+	uint64_t last;
+
+	memcpy(&last, end, sizeof(last));
+	acc = (hard_v2a){ last ^ HARD_PATTERN_WORD, 0 };
+	/* m 16-byte words: an odd one first, then two an iteration. */
+	if ((usable - UPA_WORD) & UPA_ALIGN)
+		acc |= *v++ ^ pat;
+	for (; (const char *)v < end; v += 2)
+		acc |= (v[0] ^ pat) | (v[1] ^ pat);
+	UPA_CHECK(!(acc[0] | acc[1]), "malloc(): write after free detected");
 }
 
 /*
- * A pop: the link is the block's first word, which a write after free
- * may have changed: the next entry must be a granule the map says was
- * freed, else the link was overwritten.
+ * A pop: the block was FREED (its start granule only: the rest of it has
+ * been clean since the malloc that handed it out, and no other block can
+ * start inside it while it is cached), and becomes LIVE in one exclusive
+ * or; the pattern must be intact and the header must still say this
+ * bin's size.
  */
 static void *hard_cache_pop(struct hard_cache *hc, size_t idx)
 {
-	char *mem = (char *)(hc->head[idx]);
-	uintptr_t next = link_protect(mem, *(uintptr_t *)mem);
+	char *mem = hc->slot[idx][--hc->count[idx]];
+	size_t size = (idx + 2) * UPA_ALIGN;
+	uint64_t *s = shadow_slot(mem, false), old;
+	unsigned int sh = state_shift(mem);
 
-	UPA_CHECK(!next || (chunk_aligned((void *)next) &&
-			    state_of((void *)next) == ST_FREED),
-		  "malloc(): write after free detected");
-	hc->head[idx] = next;
-	hc->count[idx]--;
-	pattern_verify(mem + UPA_WORD, mem + chunk_usable(mem_chunk(mem)));
+	UPA_CHECK((mem_chunk(mem)->size &
+		   ~(UPA_PREV_INUSE | UPA_NON_MAIN_ARENA)) == size,
+		  "malloc(): size of a cached block overwritten (hardened)");
+	if (idx < UPA_TCACHE_BINS)
+		pattern_verify_block(mem, size - UPA_WORD);
+	old = __atomic_fetch_xor(state_word(s, mem),
+				 (live_state(mem) ^ ST_FREED) << sh,
+				 __ATOMIC_ACQ_REL);
+	UPA_CHECK(((old >> sh) & 3) == ST_FREED,
+		  "malloc(): returned a block that is in use");
 	return mem;
-}
-
-static void hard_cache_push(struct hard_cache *hc, size_t idx, char *mem)
-{
-	*(uintptr_t *)mem = link_protect(mem, hc->head[idx]);
-	hc->head[idx] = (uintptr_t)mem;
-	hc->count[idx]++;
 }
 
 void upa_hard_thread_exit(struct upa_tcache *tc)
@@ -496,46 +661,175 @@ void upa_hard_thread_exit(struct upa_tcache *tc)
 	if (!hc)
 		return;
 	tc->hard = NULL;
-	for (i = 0; i < UPA_TCACHE_BINS; i++)
-		while (hc->head[i]) {
-			char *mem = (char *)hc->head[i];
-
-			hc->head[i] = link_protect(mem, *(uintptr_t *)mem);
-			upa_free_chunk_any(mem_chunk(mem));
-		}
+	for (i = 0; i < UPA_TCACHE_ALL_BINS; i++)
+		while (hc->count[i])
+			upa_free_chunk_any(mem_chunk(hc->slot[i][--hc->count[i]]));
 	upa_src_anon.unmap(hc, sizeof(*hc));
 }
 
 /* ---- the entry points ------------------------------------------------ */
 
-void *upa_hard_malloc(size_t n)
+/* A request the mode's cache cannot serve: the allocator's, adopted. */
+static __attribute__((noinline)) void *hard_malloc_slow(size_t n)
 {
 	struct upa_tcache *tc = &upa_tc;
-	struct hard_cache *hc = tc->hard;
 	void *mem;
 
 	if (unlikely(n >= UPA_MAX_REQUEST)) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (hc) {
-		size_t idx = tcache_index(upa_request_size(n + 1));
-
-		if (idx < UPA_TCACHE_BINS && hc->head[idx])
-			return block_adopt(hard_cache_pop(hc, idx), n, 0);
-	}
-	tc->hard_inner = 1;
+	tc->hard_inner = HARD_INNER_MALLOC;
 	mem = upa_malloc_slow(n + 1);
 	tc->hard_inner = 0;
-	return mem ? block_adopt(mem, n, 0) : NULL;
+	return mem ? block_adopt(mem, n, 0, true) : NULL;
 }
 
+void *upa_hard_malloc(size_t n)
+{
+	struct hard_cache *hc = upa_tc.hard;
+	/* A huge n wraps to a small idx: hence the test of n too. */
+	size_t idx = tcache_index(upa_request_size(n + 1));
+	void *mem;
+
+	if (likely(hc) && idx < UPA_TCACHE_ALL_BINS && n < UPA_MAX_REQUEST &&
+	    hc->count[idx]) {
+		mem = hard_cache_pop(hc, idx);
+		canary_write(mem, (idx + 2) * UPA_ALIGN - UPA_WORD, n, true);
+		return mem;
+	}
+	return hard_malloc_slow(n);
+}
+
+/*
+ * tcache_carve's batch refill (malloc.c), for the mode's cache: up to max
+ * chunks of nb at `at` (free space of arena a, locked), as many as the
+ * bin's ramp (1, 3, 7, 15 on its successive misses, as the default
+ * cache's) and room allow, each in the state of a cached block: FREED
+ * at its start, no other granule FREED, filled with the pattern. Only
+ * from inside the mode's own slow malloc (HARD_INNER_MALLOC: a realloc's
+ * or memalign's chunk is not of a size the program asks for again and
+ * again, and the carved chunks' fill would be wasted). Returns the
+ * bytes carved.
+ */
+size_t upa_hard_carve(struct upa_arena *a, struct upa_chunk *at, size_t nb,
+		      size_t max, unsigned int min_limit)
+{
+	struct upa_tcache *tc = &upa_tc;
+	struct hard_cache *hc = tc->hard;
+	size_t idx = tcache_index(nb), k, i;
+	size_t head = nb | UPA_PREV_INUSE | upa_arena_flag(a);
+	unsigned int limit;
+
+	if (!hc || tc->hard_inner != HARD_INNER_MALLOC || idx >= UPA_TCACHE_BINS)
+		return 0;
+	limit = hard_cache_limit(idx);
+	if (limit < min_limit || hc->count[idx] >= limit)
+		return 0;
+	k = ((size_t)1 << tc->misses[idx]) - 1;
+	if (tc->misses[idx] < 4)
+		tc->misses[idx]++;
+	if (k > limit - hc->count[idx])
+		k = limit - hc->count[idx];
+	if (k > max)
+		k = max;
+	/*
+	 * Every chunk's header and state first: a failure leaves the carve
+	 * shorter (the caller writes the rest's header over the first one
+	 * left out).
+	 */
+	for (i = 0; i < k; i++) {
+		struct upa_chunk *c = chunk_at(at, i * nb);
+
+		chunk_set_head(c, head);
+		if (!shadow_adopt(chunk_mem(c), 0, nb - UPA_WORD))
+			break;
+		block_unclaim(chunk_mem(c));	/* LIVE -> FREED */
+	}
+	for (k = i; i > 0; i--) {
+		struct upa_chunk *c = chunk_at(at, (i - 1) * nb);
+
+		pattern_fill_block(chunk_mem(c), nb - UPA_WORD);
+		hc->slot[idx][hc->count[idx]++] = chunk_mem(c);
+	}
+	return k * nb;
+}
+
+/*
+ * A full bin: half of it, the newest entries as long as they are of the
+ * thread's own arena, goes to the arena in one batch (one lock round trip,
+ * as the default cache's free_batch), and the bin has room for the next
+ * frees: a program that frees many blocks of one size in a row paid the
+ * whole slow path per block. They stay FREED in the map.
+ */
+static void hard_cache_flush(struct upa_tcache *tc, struct hard_cache *hc,
+			     size_t idx)
+{
+	struct upa_chunk *v[HARD_CACHE_CAP / 2 + 1];
+	unsigned int n = 0, want = hc->count[idx] / 2 + 1;
+
+	while (n < want && hc->count[idx]) {
+		struct upa_chunk *e = mem_chunk(hc->slot[idx][hc->count[idx] - 1]);
+
+		if (upa_arena_of_checked(e, "free(): invalid pointer") != tc->arena)
+			break;
+		v[n++] = e;
+		hc->count[idx]--;
+	}
+	if (n)
+		upa_free_chunks_mine(v, n);
+}
+
+/*
+ * The free of a block that the mode's cache does not take at once: the
+ * thread's first (no cache yet), a full bin, a larger or mmapped block.
+ */
+static __attribute__((noinline)) void hard_free_slow(struct upa_tcache *tc,
+						     void *mem, size_t size)
+{
+	struct upa_chunk *c = mem_chunk(mem);
+	struct hard_cache *hc;
+	int saved_errno = errno;
+	size_t idx = tcache_index(size);
+
+	if (unlikely(tc->state == UPA_THREAD_NEW))
+		upa_thread_setup(tc);
+	hc = hard_cache_of(tc, true);
+	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_ALL_BINS && hc &&
+	    tc->arena && hc->count[idx] && hc->count[idx] >= hard_cache_limit(idx))
+		hard_cache_flush(tc, hc, idx);
+	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_ALL_BINS && hc &&
+	    hc->count[idx] < hard_cache_limit(idx)) {
+		/* What the default fast path checks before it caches. */
+		upa_arena_of_checked(c, "free(): invalid pointer");
+		UPA_CHECK(chunk_prev_inuse(chunk_at(c, size)),
+			  "double free or corruption (!prev)");
+		hc->slot[idx][hc->count[idx]++] = mem;
+	} else {
+		tc->hard_inner = 1;
+		upa_free_slow(mem);
+		tc->hard_inner = 0;
+	}
+	errno = saved_errno;
+}
+
+/*
+ * The block must be LIVE with the arena flag it was handed out with (it
+ * is FREED from here on), its size sane and its canary intact (the
+ * canary also binds the size word: a rewritten size fails it). Then the
+ * cache takes it when its bin has room, filled with the pattern, with
+ * the default fast path's check of the successor (PREV_INUSE set, a
+ * plausible size). No heap-map lookup on this path: the map's LIVE,
+ * out of band, says the pointer is a block handed out, and its state the
+ * arena flag (the canary alone would miss a flipped flag once in 128: a
+ * pad of one byte leaves it one byte to compare). Blocks that reach an
+ * arena get the heap-map check there.
+ */
 void upa_hard_free(void *mem)
 {
 	struct upa_tcache *tc = &upa_tc;
 	struct upa_chunk *c = mem_chunk(mem);
-	struct hard_cache *hc;
-	int saved_errno = errno;
+	struct hard_cache *hc = tc->hard;
 	size_t size, idx;
 
 	block_claim(mem, true);
@@ -546,25 +840,19 @@ void upa_hard_free(void *mem)
 	 * larger ones are not filled (an mmapped block's pages would all be
 	 * touched just before they are unmapped).
 	 */
-	if (size <= UPA_TCACHE_MAX_CHUNK && !chunk_is_mmapped(c))
-		memset(mem, HARD_PATTERN, chunk_usable(c));
-	if (unlikely(tc->state == UPA_THREAD_NEW))
-		upa_thread_setup(tc);
+	if (size > UPA_TCACHE_MAX_CHUNK || chunk_is_mmapped(c))
+		return hard_free_slow(tc, mem, size);
+	pattern_fill_block(mem, size - UPA_WORD);
 	idx = tcache_index(size);
-	hc = hard_cache_of(tc, true);
-	if (!chunk_is_mmapped(c) && idx < UPA_TCACHE_BINS && hc &&
-	    hc->count[idx] < upa_mp.hard_cache_count) {
-		/* What the default fast path checks before it caches. */
-		upa_arena_of_checked(c, "free(): invalid pointer");
-		UPA_CHECK(chunk_prev_inuse(chunk_at(c, size)),
-			  "double free or corruption (!prev)");
-		hard_cache_push(hc, idx, mem);
-	} else {
-		tc->hard_inner = 1;
-		upa_free_slow(mem);
-		tc->hard_inner = 0;
+	if (likely(hc) && hc->count[idx] < upa_mp.hard_cache_count &&
+	    likely(hc->count[idx] < HARD_CACHE_CAP) &&
+	    likely(!((chunk_at(c, size)->size - (UPA_HEADER | UPA_PREV_INUSE)) &
+		     upa_next_size_mask))) {
+		hc->slot[idx][hc->count[idx]++] = mem;
+		return;
 	}
-	errno = saved_errno;
+	/* No cache yet, a full bin, or a successor the slow path reports. */
+	hard_free_slow(tc, mem, size);
 }
 
 void *upa_hard_calloc(size_t n)
@@ -597,7 +885,7 @@ void *upa_hard_realloc(void *mem, size_t n)
 		return NULL;
 	}
 	/* Moved: the old block stays FREED. */
-	return block_adopt(nmem, n, nmem == mem ? old_usable : 0);
+	return block_adopt(nmem, n, nmem == mem ? old_usable : 0, false);
 }
 
 void *upa_hard_memalign(size_t align, size_t n)
@@ -612,7 +900,7 @@ void *upa_hard_memalign(size_t align, size_t n)
 	tc->hard_inner = 1;
 	mem = upa_int_memalign(align, n + 1);
 	tc->hard_inner = 0;
-	return mem ? block_adopt(mem, n, 0) : NULL;
+	return mem ? block_adopt(mem, n, 0, true) : NULL;
 }
 
 /* The bytes before the canary: what the program may use. */
@@ -620,7 +908,7 @@ size_t upa_hard_usable_size(void *mem)
 {
 	size_t n;
 
-	if (!mem || !chunk_aligned(mem) || state_of(mem) != ST_LIVE)
+	if (!mem || !chunk_aligned(mem) || !(state_of(mem) & ST_LIVE))
 		return 0;
 	n = canary_read(mem, chunk_usable(mem_chunk(mem)));
 	UPA_CHECK(n != SIZE_MAX,

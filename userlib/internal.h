@@ -420,6 +420,9 @@ void *upa_hard_memalign(size_t align, size_t n);
 size_t upa_hard_usable_size(void *mem);
 void upa_hard_fill(struct upa_chunk *c);
 void upa_hard_verify_fast(struct upa_chunk *c);
+void upa_free_chunks_mine(struct upa_chunk *const *v, unsigned int n);
+size_t upa_hard_carve(struct upa_arena *a, struct upa_chunk *at, size_t nb,
+		      size_t max, unsigned int min_limit);
 void upa_free_slow(void *mem);
 void *upa_int_malloc(struct upa_arena *a, size_t nb, bool *fresh);
 void upa_int_free(struct upa_arena *a, struct upa_chunk *c);

@@ -46,6 +46,12 @@ static size_t tcache_carve(struct upa_arena *a, struct upa_chunk *at,
 	size_t idx = tcache_index(nb), k, i;
 	size_t head = nb | UPA_PREV_INUSE | upa_arena_flag(a);
 
+	/* The hardened mode's cache instead (the default one is off). */
+	if (unlikely(upa_mp.hardened)) {
+		k = TCACHE_CARVE_BYTES / nb;
+		return upa_hard_carve(a, at, nb, k < avail / nb ? k : avail / nb,
+				      TCACHE_CARVE_MIN_LIMIT);
+	}
 	if (idx >= UPA_TCACHE_BINS || !tc->room[idx] ||
 	    tc->limit < TCACHE_CARVE_MIN_LIMIT)
 		return 0;
@@ -368,13 +374,10 @@ no_arena:
 	return mem;
 }
 
-void *upa_malloc_slow(size_t n)
+static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
 	void *mem;
 
-	upa_ensure_init();
-	if (upa_hard_dispatch())
-		return upa_hard_malloc(n);
 	if (n > UPA_TCACHE_MAX_REQUEST && n <= UPA_TCACHE_ALL_MAX_REQUEST) {
 		mem = upa_tcache_large_malloc(&upa_tc, upa_request_size(n));
 		if (mem)
@@ -391,6 +394,15 @@ void *upa_malloc_slow(size_t n)
 		return NULL;
 	}
 	return perturb_alloc(mem, n);
+}
+
+/* The hardened mode's dispatch before malloc_slow's prologue. */
+__attribute__((noinline)) void *upa_malloc_slow(size_t n)
+{
+	upa_ensure_init();
+	if (upa_hard_dispatch())
+		return upa_hard_malloc(n);
+	return malloc_slow(n);
 }
 
 UPA_API void *upa_malloc(size_t n)

@@ -71,7 +71,10 @@ TEST_F(hardened, write_after_free_into_cached_block_aborts)
 		     "malloc(): write after free detected");
 }
 
-/* The cache's link is the freed block's first word: a write there too. */
+/*
+ * The freed block's first word (where a linked cache keeps its link; the
+ * mode's cache keeps none in the block): a write there too.
+ */
 static void write_after_free_over_cache_link(void)
 {
 	char *p = malloc(100), *q = malloc(100);
@@ -87,6 +90,26 @@ TEST_F(hardened, write_after_free_over_cache_link_aborts)
 {
 	expect_death(_metadata, write_after_free_over_cache_link,
 		     "malloc(): write after free detected");
+}
+
+/*
+ * A write into a cached block's header (an underflow of the block before
+ * it, or a write just before a freed pointer): the next malloc of that
+ * size would hand out a block the header says is smaller.
+ */
+static void size_of_cached_block_overwritten(void)
+{
+	char *p = malloc(64);
+
+	free(p);
+	((size_t *)p)[-1] = 48 | CHUNK_PREV_INUSE;
+	malloc(64);
+}
+
+TEST_F(hardened, size_of_cached_block_overwritten_aborts_at_malloc)
+{
+	expect_death(_metadata, size_of_cached_block_overwritten,
+		     "malloc(): size of a cached block overwritten (hardened)");
 }
 
 static void write_after_free_fast_bin(void)
@@ -270,6 +293,25 @@ TEST_F(hardened, one_byte_overflow_of_aligned_block_aborts_at_free)
 		     "free(): canary after the requested size overwritten");
 }
 
+/*
+ * A live block's arena flag rewritten: caught at free on the mode's
+ * cached path too, by the heap map (the canary, derived from the size
+ * word as well, would miss it once in 128).
+ */
+static void arena_flag_of_live_block_flipped(void)
+{
+	char *p = malloc(64);
+
+	((size_t *)p)[-1] ^= CHUNK_NON_MAIN_ARENA;
+	free(p);
+}
+
+TEST_F(hardened, arena_flag_of_live_block_flipped_aborts_at_free)
+{
+	expect_death(_metadata, arena_flag_of_live_block_flipped,
+		     "free(): invalid pointer");
+}
+
 /* ---- double frees held in any cache ---- */
 
 /*
@@ -306,6 +348,29 @@ static void double_free_other_threads_cache(void)
 TEST_F(hardened, double_free_held_in_another_threads_cache_aborts)
 {
 	expect_death(_metadata, double_free_other_threads_cache,
+		     "free(): double free detected (hardened)");
+}
+
+/*
+ * Past the mode's bin (32 by default): the bin's newest half goes to the
+ * arena in one batch, a fast bin for this size; the block freed twice is
+ * among them.
+ */
+static void double_free_after_bin_flush(void)
+{
+	char *p[100];
+	int i;
+
+	for (i = 0; i < 100; i++)
+		p[i] = malloc(64);
+	for (i = 0; i < 100; i++)
+		free(p[i]);
+	free(p[60]);
+}
+
+TEST_F(hardened, double_free_of_block_flushed_from_the_modes_bin_aborts)
+{
+	expect_death(_metadata, double_free_after_bin_flush,
 		     "free(): double free detected (hardened)");
 }
 

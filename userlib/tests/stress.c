@@ -628,9 +628,15 @@ static unsigned long env_num(const char *name, unsigned long dflt)
 	return s && *s ? strtoul(s, NULL, 0) : dflt;
 }
 
+/*
+ * With the hardened mode on (stress-hardened), the results' names say so:
+ * make check runs both, in one KTAP stream.
+ */
+static const char *mode_prefix = "";
+
 static void result(bool ok, int n, const char *name)
 {
-	printf("%s %d %s\n", ok ? "ok" : "not ok", n, name);
+	printf("%s %d %s%s\n", ok ? "ok" : "not ok", n, mode_prefix, name);
 }
 
 int main(int argc, char **argv)
@@ -658,11 +664,14 @@ int main(int argc, char **argv)
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
 
+	if (getenv("UPALLOC_HARDENED") && strcmp(getenv("UPALLOC_HARDENED"), "0"))
+		mode_prefix = "hardened_";
 	printf("TAP version 13\n1..4\n");
 	diag("stress: seed %" PRIu64 ", %u s, %u threads, backend %s%s", seed,
 	     seconds, nthreads, upa_backend_name(), nofork ? ", no fork" : "");
-	diag("replay: UPALLOC_SEED=%" PRIu64 " UPALLOC_STRESS_SECONDS=%u UPALLOC_STRESS_THREADS=%u %s",
-	     seed, seconds, nthreads, argv[0]);
+	diag("replay: %sUPALLOC_SEED=%" PRIu64 " UPALLOC_STRESS_SECONDS=%u UPALLOC_STRESS_THREADS=%u %s",
+	     *mode_prefix ? "UPALLOC_HARDENED=1 " : "", seed, seconds, nthreads,
+	     argv[0]);
 
 	/* The model's own memory comes from mmap, not from the allocator. */
 	places = mmap(NULL, sizeof(*places) * nthreads, PROT_READ | PROT_WRITE,
@@ -733,14 +742,17 @@ int main(int argc, char **argv)
 	/* A run cut short by a failure says nothing about 3 and 4. */
 	cut = atomic_load(&failures) && !atomic_load(&fork_failures);
 	if (nofork)
-		printf("ok 3 stress_fork_children_allocate_and_free # SKIP UPALLOC_STRESS_NOFORK\n");
+		printf("ok 3 %sstress_fork_children_allocate_and_free # SKIP UPALLOC_STRESS_NOFORK\n",
+		       mode_prefix);
 	else if (cut && !atomic_load(&forks))
-		printf("ok 3 stress_fork_children_allocate_and_free # SKIP the run stopped at the first failure\n");
+		printf("ok 3 %sstress_fork_children_allocate_and_free # SKIP the run stopped at the first failure\n",
+		       mode_prefix);
 	else
 		result(!atomic_load(&fork_failures) && atomic_load(&forks) > 0, 3,
 		       "stress_fork_children_allocate_and_free");
 	if (cut && generation <= nthreads)
-		printf("ok 4 stress_workers_exit_and_are_replaced # SKIP the run stopped at the first failure\n");
+		printf("ok 4 %sstress_workers_exit_and_are_replaced # SKIP the run stopped at the first failure\n",
+		       mode_prefix);
 	else
 		result(atomic_load(&total_ops) > 0 && generation > nthreads, 4,
 		       "stress_workers_exit_and_are_replaced");
