@@ -52,11 +52,11 @@ void upa_arena_init(struct upa_arena *a, unsigned int index)
 	a->quarantined = false;
 	a->index = index;
 	a->attached = 0;
-	a->top = NULL;
+	arena_set_top(a, NULL);
 	a->last_remainder = NULL;
 	a->zero_from = NULL;
 	a->heap = NULL;
-	a->system_mem = 0;
+	arena_set_system_mem(a, 0);
 	a->max_system_mem = 0;
 	a->grows_at_trim = 0;
 	a->trim_backoff = 0;

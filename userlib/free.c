@@ -54,7 +54,7 @@ size_t upa_free_coalesce(struct upa_arena *a, struct upa_chunk *c, size_t size,
 
 		size += chunk_size(next);
 		chunk_set_head(c, size | UPA_PREV_INUSE | flag);
-		a->top = c;
+		arena_set_top(a, c);
 		/* Merged bytes are dirty: only what was zero stays zero. */
 		if (a->zero_from < old_top_mem)
 			a->zero_from = old_top_mem;

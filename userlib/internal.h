@@ -327,6 +327,23 @@ struct upa_arena {
 	bool quarantined;
 };
 
+/*
+ * a->top and a->system_mem change under the arena lock but are also read
+ * without it, atomically, by free's and realloc's lockless checks: the
+ * writers store atomically too (relaxed: a plain move on x86), so the
+ * reader sees the old or the new word, never a torn one, and the C memory
+ * model (and TSan) agree.
+ */
+static inline void arena_set_top(struct upa_arena *a, struct upa_chunk *c)
+{
+	__atomic_store_n(&a->top, c, __ATOMIC_RELAXED);
+}
+
+static inline void arena_set_system_mem(struct upa_arena *a, size_t bytes)
+{
+	__atomic_store_n(&a->system_mem, bytes, __ATOMIC_RELAXED);
+}
+
 extern struct upa_arena upa_main_arena;
 
 /* The head of bin i (0 <= i <= UPA_NBINS; UPA_NBINS: the spare). */

@@ -107,7 +107,7 @@ static void *top_take(struct upa_arena *a, size_t nb, bool *fresh)
 
 	chunk_set_head(c, nb | (c->size & UPA_PREV_INUSE) | upa_arena_flag(a));
 	chunk_set_head(r, (ts - nb) | UPA_PREV_INUSE | upa_arena_flag(a));
-	a->top = r;
+	arena_set_top(a, r);
 	a->st.top_splits++;
 	if (fresh)
 		*fresh = (char *)chunk_mem(c) >= a->zero_from;
@@ -123,7 +123,7 @@ static void top_carve(struct upa_arena *a, size_t nb)
 		return;
 	carved = tcache_carve(a, a->top, nb, ts - UPA_MIN_CHUNK);
 	if (carved) {
-		a->top = chunk_at(a->top, carved);
+		arena_set_top(a, chunk_at(a->top, carved));
 		chunk_set_head(a->top, (ts - carved) | UPA_PREV_INUSE |
 					       upa_arena_flag(a));
 	}

@@ -96,7 +96,7 @@ static bool resize_in_place(struct upa_arena *a, struct upa_chunk *c,
 		if (size + ts < want + UPA_MIN_CHUNK)
 			want = nb;
 		chunk_set_size(c, want);
-		a->top = chunk_at(c, want);
+		arena_set_top(a, chunk_at(c, want));
 		chunk_set_head(a->top, (size + ts - want) | UPA_PREV_INUSE |
 				       upa_arena_flag(a));
 		return true;

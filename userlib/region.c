@@ -265,7 +265,7 @@ static void top_install(struct upa_arena *a, struct upa_heap *h,
 	size_t size = (size_t)((char *)h + h->size - (char *)c);
 
 	chunk_set_head(c, size | prev_inuse | upa_arena_flag(a));
-	a->top = c;
+	arena_set_top(a, c);
 	a->heap = h;
 	a->zero_from = (char *)chunk_mem(c);
 }
@@ -287,7 +287,7 @@ int upa_region_new_arena_heap(struct upa_arena **out)
 	h->arena = a;
 	upa_arena_init(a, 0);
 	top_install(a, h, upa_heap_first_chunk(h), UPA_PREV_INUSE);
-	a->system_mem = h->size;
+	arena_set_system_mem(a, h->size);
 	a->max_system_mem = h->size;
 	*out = a;
 	return 0;
@@ -304,7 +304,7 @@ static void heap_retire_top(struct upa_arena *a)
 	char *end = (char *)top + ts;
 
 	marker = (struct upa_chunk *)(end - UPA_HEADER);
-	a->top = NULL;
+	arena_set_top(a, NULL);
 	if (ts >= 3 * UPA_HEADER + UPA_MIN_CHUNK) {
 		fence = (struct upa_chunk *)(end - 3 * UPA_HEADER);
 		chunk_set_head(fence, 2 * UPA_HEADER | UPA_PREV_INUSE | flag);
@@ -379,7 +379,8 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 			if (err)
 				return err;
 			chunk_set_size(a->top, ts + new_size - h->size);
-			a->system_mem += new_size - h->size;
+			arena_set_system_mem(a, a->system_mem + new_size -
+						 h->size);
 			h->size = new_size;
 			goto out;
 		}
@@ -401,7 +402,7 @@ int upa_region_grow_top(struct upa_arena *a, size_t nb)
 	if (h)
 		heap_retire_top(a);
 	top_install(a, nh, upa_heap_first_chunk(nh), UPA_PREV_INUSE);
-	a->system_mem += nh->size;
+	arena_set_system_mem(a, a->system_mem + nh->size);
 	fresh_from = (char *)nh;
 out:
 	if (a->system_mem > a->max_system_mem)
@@ -426,7 +427,7 @@ static void heap_drop_newest(struct upa_arena *a, struct upa_heap **released)
 		top = chunk_prev(fence);
 		upa_bin_unlink(top);
 	}
-	a->system_mem -= h->size;
+	arena_set_system_mem(a, a->system_mem - (h->size));
 	top_install(a, ph, top, top->size & UPA_PREV_INUSE);
 	a->zero_from = pend;
 	h->prev = *released;
@@ -474,7 +475,8 @@ bool upa_region_trim(struct upa_arena *a, size_t pad,
 		    !heap_lower(h, new_size)) {
 			chunk_set_size(a->top, chunk_size(a->top) -
 					       (h->size - new_size));
-			a->system_mem -= h->size - new_size;
+			arena_set_system_mem(a, a->system_mem -
+						 (h->size - new_size));
 			h->size = new_size;
 			if (a->zero_from > keep_end)
 				a->zero_from = keep_end;
