@@ -32,9 +32,15 @@
  *
  *   devfuzz [--seed S] [--seconds N] [--rounds N] [--ops N] [--exclusive]
  *           [--fault-injection] [--verbose] [--self-test]
+ *           [--fail-proc-read]
  *
  * --self-test makes the model forget one page write in ten: the run must
  * then fail contents_match_model (tools/devfuzz/run-guest checks that).
+ * --fail-proc-read (debug kernel, with tools/devfuzz/fault-inject on) makes
+ * every read of /proc/upalloc/processes by the model's checks fail in the
+ * module (the task's fail-nth): with --fault-injection the run must pass
+ * (ENOMEM is tolerated, never taken for a missing line), and it prints how
+ * many reads failed (tools/devfuzz/run-guest checks both).
  *
  * Exit status: 0 when every invariant held, 1 otherwise, 4 (KSFT_SKIP)
  * when the device is absent.
@@ -163,6 +169,8 @@ static bool opt_fault;
 static bool opt_verbose;
 /* --self-test: forget one write in ten, which the checks must catch */
 static bool opt_self_test;
+static bool opt_fail_proc_read;
+static unsigned long proc_read_enomem;	/* reads of processes that failed */
 
 static size_t ps;
 static uint64_t max_region_bytes;
@@ -543,26 +551,60 @@ static void check_info(struct actor *a, struct region *r)
 		     r->brk, r->heap);
 }
 
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
 /* Our line of /proc/upalloc/processes agrees with the model too. */
 static void proc_line_check(struct actor *a, int live, uint64_t committed,
 			    const struct upalloc_proc_stats *st)
 {
 	FILE *f = fopen(UPALLOC_PROC_DIR "/processes", "r");
-	long regions = -1, plive, peak, comm_pages;
+	long regions, plive, peak, comm_pages;
 	char line[256], comm[64];
-	int pid;
+	bool found = false;
+	int pid, err;
 
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%d %63s %ld %ld %ld %ld", &pid, comm, &regions,
-			   &plive, &peak, &comm_pages) == 6 && pid == getpid())
-			break;
-		else
-			regions = -1;
+	/* The first allocation through the module's code fails (fail-nth). */
+	if (opt_fail_proc_read && write_file("/proc/thread-self/fail-nth", "1"))
+		fail(a, INV_GLOBAL, "--fail-proc-read: /proc/thread-self/"
+		     "fail-nth: %s", strerror(errno));
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%d %63s %ld %ld %ld %ld", &pid, comm,
+			       &regions, &plive, &peak, &comm_pages) == 6 &&
+			pid == getpid();
+	err = ferror(f) ? errno : 0;
+	if (opt_fail_proc_read)
+		write_file("/proc/thread-self/fail-nth", "0");	/* if unused */
 	fclose(f);
-	if (!live && regions == -1)
-		return;		/* no region, no line */
+	proc_read_enomem += err == ENOMEM;
+	/*
+	 * Reading the file allocates through the module (the snapshot of
+	 * the records): under fault injection it may fail with ENOMEM.
+	 */
+	if (err) {
+		if (!(opt_fault && err == ENOMEM))
+			fail(a, INV_GLOBAL, "reading %s/processes: %s",
+			     UPALLOC_PROC_DIR, strerror(err));
+		return;
+	}
+	if (!found) {
+		if (live)	/* no region, no line */
+			fail(a, INV_GLOBAL, "%s/processes has no line for pid "
+			     "%d; model: %d regions, %" PRIu64 " committed",
+			     UPALLOC_PROC_DIR, getpid(), live, committed);
+		return;
+	}
 	if (regions != live || (uint64_t)comm_pages != committed ||
 	    (uint64_t)plive != st->pages_live)
 		fail(a, INV_GLOBAL, "%s/processes line of pid %d: regions %ld "
@@ -1834,7 +1876,8 @@ static void setup_device(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: devfuzz [--seed S] [--seconds N] [--rounds N] "
-		"[--ops N] [--exclusive] [--fault-injection] [--verbose]\n");
+		"[--ops N] [--exclusive] [--fault-injection] [--verbose] "
+		"[--self-test] [--fail-proc-read]\n");
 	exit(2);
 }
 
@@ -1863,6 +1906,8 @@ int main(int argc, char **argv)
 			opt_fault = true;
 		} else if (!strcmp(argv[i], "--self-test")) {
 			opt_self_test = true;
+		} else if (!strcmp(argv[i], "--fail-proc-read")) {
+			opt_fail_proc_read = true;
 		} else if (!strcmp(argv[i], "--verbose")) {
 			opt_verbose = true;
 		} else if (!strcmp(argv[i], "--exec-child")) {
@@ -1944,6 +1989,9 @@ int main(int argc, char **argv)
 		global_check(&main_actor, "after a round");
 		rounds++;
 	}
+	if (opt_fail_proc_read)
+		printf("# reads of %s/processes that failed with ENOMEM: %lu\n",
+		       UPALLOC_PROC_DIR, proc_read_enomem);
 	printf("# %lu rounds, %lu operations of the main processes, %" PRIu64
 	       " of all processes and threads (exec children excepted) in "
 	       "%.1f s: %.0f/s\n", rounds, total_ops,
