@@ -136,6 +136,7 @@ struct region {
 	bool heap;
 	bool dontfork;
 	bool inherited;		/* came with a fork */
+	bool cloned;		/* ... and the module is known to hold its clone */
 	bool dead;		/* a fork clone the module could not make */
 	uint64_t *tag;		/* per page; 0 = zero-filled */
 	uint8_t *maybe_zero;	/* per page: a failed call may have freed it */
@@ -456,16 +457,42 @@ static int cmd(struct actor *a, int fd, unsigned long op, void *arg,
 
 /*
  * Under fault injection a fork may leave the child a region the module
- * could not clone (->open cannot fail a fork): its pages raise SIGBUS.
+ * could not clone (->open cannot fail a fork): its mapping has no region
+ * behind it, so its pages raise SIGBUS and every command on it fails with
+ * EINVAL (upalloc(4)). Only a region inherited by this process, of which
+ * nothing has shown yet that the clone was made, can be such a one.
  */
+static bool clone_may_be_lost(const struct region *r)
+{
+	return opt_fault && r->inherited && !r->cloned;
+}
+
 static bool clone_lost(struct actor *a, struct region *r, int sig)
 {
-	if (!opt_fault || sig != SIGBUS || !r->inherited)
+	if (sig != SIGBUS || !clone_may_be_lost(r))
 		return false;
 	note(a, "region %p: fork clone lost under fault injection", r->addr);
 	r->dead = true;
 	stats_exact = false;
 	return true;
+}
+
+/*
+ * A command on r (one the ABI accepts) failed with -ret: a lost clone if
+ * the clone may be lost, the error is EINVAL and REGION_INFO agrees that
+ * the mapping has no region (EINVAL too).
+ */
+static bool clone_lost_cmd(struct actor *a, struct region *r, int fd, int ret)
+{
+	struct upalloc_region_info ri = { .addr = (uintptr_t)r->addr };
+
+	if (ret != -EINVAL || !clone_may_be_lost(r))
+		return false;
+	if (!ioctl(fd, UPALLOC_IOC_REGION_INFO, &ri)) {
+		r->cloned = true;	/* a real EINVAL: the caller reports it */
+		return false;
+	}
+	return errno == EINVAL && clone_lost(a, r, SIGBUS);
 }
 
 static void check_page(struct actor *a, struct region *r, size_t p,
@@ -479,6 +506,7 @@ static void check_page(struct actor *a, struct region *r, size_t p,
 	sig = guarded_read(r->addr + p * ps, &found);
 	if (sig && clone_lost(a, r, sig))
 		return;
+	r->cloned |= !sig;
 	if (sig) {
 		fail(a, INV_ABI, "%s: reading page %zu of region %p (brk %zu) "
 		     "raised signal %d", why, p, r->addr, r->brk / ps, sig);
@@ -531,13 +559,14 @@ static void check_info(struct actor *a, struct region *r)
 	if (fd < 0 || r->dead)
 		return;
 	if (ioctl(fd, UPALLOC_IOC_REGION_INFO, &ri)) {
-		if (opt_fault && r->inherited)
-			clone_lost(a, r, SIGBUS);
-		else if (!(opt_fault && errno == ENOMEM))
+		if (errno == EINVAL && clone_lost(a, r, SIGBUS))
+			return;
+		if (!(opt_fault && errno == ENOMEM))
 			fail(a, INV_STATS, "REGION_INFO of region %p: %s",
 			     r->addr, strerror(errno));
 		return;
 	}
+	r->cloned = true;
 	if (ri.start != (uintptr_t)r->addr || ri.len != r->len ||
 	    ri.brk != r->brk || !!(ri.flags & UPALLOC_REGION_HEAP) != r->heap ||
 	    ri.pages_present > r->brk / ps ||
@@ -1144,6 +1173,7 @@ static void op_write(struct actor *a)
 		     r->addr, tag, sig);
 		if (sig && clone_lost(a, r, sig))
 			return;
+		r->cloned |= !sig;
 		if (sig) {
 			fail(a, INV_ABI, "writing page %zu below the break of "
 			     "region %p raised signal %d", p, r->addr, sig);
@@ -1259,6 +1289,9 @@ static void op_range_cmd(struct actor *a, bool decommit)
 			     decommit ? "DECOMMIT" : "POPULATE", strerror(-ret));
 		return;
 	}
+	if (ret && clone_lost_cmd(a, r, fd, ret))
+		return;
+	r->cloned |= !ret;
 	if (ret && !(opt_fault && (ret == -ENOMEM || ret == -EINTR))) {
 		fail(a, INV_ABI, "%s %s of a valid range (pages %zu+%zu of %s): "
 		     "%s", via, decommit ? "DECOMMIT" : "POPULATE", off / ps,
@@ -1340,6 +1373,9 @@ static void op_set_brk(struct actor *a)
 			     via, strerror(-ret));
 		return;
 	}
+	if (ret && clone_lost_cmd(a, r, fd, ret))
+		return;
+	r->cloned |= !ret;
 	if (ret) {
 		/* Raising may hit a limit: ENOMEM, nothing changed. */
 		if (!(ret == -ENOMEM && nb > r->brk) &&
@@ -1562,8 +1598,10 @@ static void child_reset(struct actor *a, bool threads_alive)
 		a->have_ring = false;
 	}
 #endif
-	for (i = 0; i < a->nreg; i++)
+	for (i = 0; i < a->nreg; i++) {
 		a->reg[i].inherited = true;
+		a->reg[i].cloned = false;
+	}
 	for (i = 0; i < a->nreg; i++)
 		if (a->reg[i].dontfork) {
 			/* not in the child: touching it must SEGV */
