@@ -10,14 +10,17 @@
  * tools/debug-kernel/guest-suites runs it as the fault-selftests suite,
  * where a missing prerequisite is a failure.
  *
- * - fork of a process holding regions: whichever allocation fails, the
- *   child's record counts exactly the clones that were made (regions,
+ * - fork of a process holding regions, one page pinned (an io_uring fixed
+ *   buffer: the clone copies it, an allocation that may fail after the
+ *   clone has taken its commitment and shares): whichever allocation
+ *   fails, the child's record counts exactly the clones that were made (regions,
  *   pages, commitments), in PROC_STATS and /proc/upalloc/processes alike,
  *   a lost clone raises SIGBUS, and once the child is gone the parent's
  *   record and the global counters are as before the fork.
  * - reading /proc/upalloc/processes: fails with ENOMEM or lists this
  *   process exactly, never a partial or wrong line.
  */
+#include <liburing.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -201,6 +204,8 @@ FIXTURE(faults) {
 	int fd;
 	char *reg[NREG];
 	size_t len[NREG];
+	struct io_uring ring;
+	bool ring_up;
 };
 
 FIXTURE_SETUP(faults)
@@ -228,6 +233,15 @@ FIXTURE_SETUP(faults)
 	fill_pages(self->reg[0], 0, 16, 1);
 	fill_pages(self->reg[1], 0, 4, 2);
 	fill_pages(self->reg[2], 0, 5, 3);
+	/* A pinned page: fork copies it for the child (6.12 takes the pin). */
+	ASSERT_EQ(0, io_uring_queue_init(4, &self->ring, 0));
+	self->ring_up = true;
+	{
+		struct iovec iov = { .iov_base = self->reg[0] + PAGES(3),
+				     .iov_len = page_size() };
+
+		ASSERT_EQ(0, io_uring_register_buffers(&self->ring, &iov, 1));
+	}
 }
 
 FIXTURE_TEARDOWN(faults)
@@ -235,6 +249,8 @@ FIXTURE_TEARDOWN(faults)
 	int i;
 
 	set_fail_nth(0);
+	if (self->ring_up)
+		io_uring_queue_exit(&self->ring);
 	for (i = 0; i < NREG; i++)
 		if (self->reg[i])
 			munmap(self->reg[i], self->len[i]);
