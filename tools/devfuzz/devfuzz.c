@@ -32,9 +32,15 @@
  *
  *   devfuzz [--seed S] [--seconds N] [--rounds N] [--ops N] [--exclusive]
  *           [--fault-injection] [--verbose] [--self-test]
+ *           [--fail-proc-read]
  *
  * --self-test makes the model forget one page write in ten: the run must
  * then fail contents_match_model (tools/devfuzz/run-guest checks that).
+ * --fail-proc-read (debug kernel, with tools/devfuzz/fault-inject on) makes
+ * every read of /proc/upalloc/processes by the model's checks fail in the
+ * module (the task's fail-nth): with --fault-injection the run must pass
+ * (ENOMEM is tolerated, never taken for a missing line), and it prints how
+ * many reads failed (tools/devfuzz/run-guest checks both).
  *
  * Exit status: 0 when every invariant held, 1 otherwise, 4 (KSFT_SKIP)
  * when the device is absent.
@@ -130,6 +136,7 @@ struct region {
 	bool heap;
 	bool dontfork;
 	bool inherited;		/* came with a fork */
+	bool cloned;		/* ... and the module is known to hold its clone */
 	bool dead;		/* a fork clone the module could not make */
 	uint64_t *tag;		/* per page; 0 = zero-filled */
 	uint8_t *maybe_zero;	/* per page: a failed call may have freed it */
@@ -163,6 +170,8 @@ static bool opt_fault;
 static bool opt_verbose;
 /* --self-test: forget one write in ten, which the checks must catch */
 static bool opt_self_test;
+static bool opt_fail_proc_read;
+static unsigned long proc_read_enomem;	/* reads of processes that failed */
 
 static size_t ps;
 static uint64_t max_region_bytes;
@@ -448,16 +457,42 @@ static int cmd(struct actor *a, int fd, unsigned long op, void *arg,
 
 /*
  * Under fault injection a fork may leave the child a region the module
- * could not clone (->open cannot fail a fork): its pages raise SIGBUS.
+ * could not clone (->open cannot fail a fork): its mapping has no region
+ * behind it, so its pages raise SIGBUS and every command on it fails with
+ * EINVAL (upalloc(4)). Only a region inherited by this process, of which
+ * nothing has shown yet that the clone was made, can be such a one.
  */
+static bool clone_may_be_lost(const struct region *r)
+{
+	return opt_fault && r->inherited && !r->cloned;
+}
+
 static bool clone_lost(struct actor *a, struct region *r, int sig)
 {
-	if (!opt_fault || sig != SIGBUS || !r->inherited)
+	if (sig != SIGBUS || !clone_may_be_lost(r))
 		return false;
 	note(a, "region %p: fork clone lost under fault injection", r->addr);
 	r->dead = true;
 	stats_exact = false;
 	return true;
+}
+
+/*
+ * A command on r (one the ABI accepts) failed with -ret: a lost clone if
+ * the clone may be lost, the error is EINVAL and REGION_INFO agrees that
+ * the mapping has no region (EINVAL too).
+ */
+static bool clone_lost_cmd(struct actor *a, struct region *r, int fd, int ret)
+{
+	struct upalloc_region_info ri = { .addr = (uintptr_t)r->addr };
+
+	if (ret != -EINVAL || !clone_may_be_lost(r))
+		return false;
+	if (!ioctl(fd, UPALLOC_IOC_REGION_INFO, &ri)) {
+		r->cloned = true;	/* a real EINVAL: the caller reports it */
+		return false;
+	}
+	return errno == EINVAL && clone_lost(a, r, SIGBUS);
 }
 
 static void check_page(struct actor *a, struct region *r, size_t p,
@@ -471,6 +506,7 @@ static void check_page(struct actor *a, struct region *r, size_t p,
 	sig = guarded_read(r->addr + p * ps, &found);
 	if (sig && clone_lost(a, r, sig))
 		return;
+	r->cloned |= !sig;
 	if (sig) {
 		fail(a, INV_ABI, "%s: reading page %zu of region %p (brk %zu) "
 		     "raised signal %d", why, p, r->addr, r->brk / ps, sig);
@@ -523,13 +559,14 @@ static void check_info(struct actor *a, struct region *r)
 	if (fd < 0 || r->dead)
 		return;
 	if (ioctl(fd, UPALLOC_IOC_REGION_INFO, &ri)) {
-		if (opt_fault && r->inherited)
-			clone_lost(a, r, SIGBUS);
-		else if (!(opt_fault && errno == ENOMEM))
+		if (errno == EINVAL && clone_lost(a, r, SIGBUS))
+			return;
+		if (!(opt_fault && errno == ENOMEM))
 			fail(a, INV_STATS, "REGION_INFO of region %p: %s",
 			     r->addr, strerror(errno));
 		return;
 	}
+	r->cloned = true;
 	if (ri.start != (uintptr_t)r->addr || ri.len != r->len ||
 	    ri.brk != r->brk || !!(ri.flags & UPALLOC_REGION_HEAP) != r->heap ||
 	    ri.pages_present > r->brk / ps ||
@@ -543,26 +580,60 @@ static void check_info(struct actor *a, struct region *r)
 		     r->brk, r->heap);
 }
 
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
 /* Our line of /proc/upalloc/processes agrees with the model too. */
 static void proc_line_check(struct actor *a, int live, uint64_t committed,
 			    const struct upalloc_proc_stats *st)
 {
 	FILE *f = fopen(UPALLOC_PROC_DIR "/processes", "r");
-	long regions = -1, plive, peak, comm_pages;
+	long regions, plive, peak, comm_pages;
 	char line[256], comm[64];
-	int pid;
+	bool found = false;
+	int pid, err;
 
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%d %63s %ld %ld %ld %ld", &pid, comm, &regions,
-			   &plive, &peak, &comm_pages) == 6 && pid == getpid())
-			break;
-		else
-			regions = -1;
+	/* The first allocation through the module's code fails (fail-nth). */
+	if (opt_fail_proc_read && write_file("/proc/thread-self/fail-nth", "1"))
+		fail(a, INV_GLOBAL, "--fail-proc-read: /proc/thread-self/"
+		     "fail-nth: %s", strerror(errno));
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%d %63s %ld %ld %ld %ld", &pid, comm,
+			       &regions, &plive, &peak, &comm_pages) == 6 &&
+			pid == getpid();
+	err = ferror(f) ? errno : 0;
+	if (opt_fail_proc_read)
+		write_file("/proc/thread-self/fail-nth", "0");	/* if unused */
 	fclose(f);
-	if (!live && regions == -1)
-		return;		/* no region, no line */
+	proc_read_enomem += err == ENOMEM;
+	/*
+	 * Reading the file allocates through the module (the snapshot of
+	 * the records): under fault injection it may fail with ENOMEM.
+	 */
+	if (err) {
+		if (!(opt_fault && err == ENOMEM))
+			fail(a, INV_GLOBAL, "reading %s/processes: %s",
+			     UPALLOC_PROC_DIR, strerror(err));
+		return;
+	}
+	if (!found) {
+		if (live)	/* no region, no line */
+			fail(a, INV_GLOBAL, "%s/processes has no line for pid "
+			     "%d; model: %d regions, %" PRIu64 " committed",
+			     UPALLOC_PROC_DIR, getpid(), live, committed);
+		return;
+	}
 	if (regions != live || (uint64_t)comm_pages != committed ||
 	    (uint64_t)plive != st->pages_live)
 		fail(a, INV_GLOBAL, "%s/processes line of pid %d: regions %ld "
@@ -1102,6 +1173,7 @@ static void op_write(struct actor *a)
 		     r->addr, tag, sig);
 		if (sig && clone_lost(a, r, sig))
 			return;
+		r->cloned |= !sig;
 		if (sig) {
 			fail(a, INV_ABI, "writing page %zu below the break of "
 			     "region %p raised signal %d", p, r->addr, sig);
@@ -1217,6 +1289,9 @@ static void op_range_cmd(struct actor *a, bool decommit)
 			     decommit ? "DECOMMIT" : "POPULATE", strerror(-ret));
 		return;
 	}
+	if (ret && clone_lost_cmd(a, r, fd, ret))
+		return;
+	r->cloned |= !ret;
 	if (ret && !(opt_fault && (ret == -ENOMEM || ret == -EINTR))) {
 		fail(a, INV_ABI, "%s %s of a valid range (pages %zu+%zu of %s): "
 		     "%s", via, decommit ? "DECOMMIT" : "POPULATE", off / ps,
@@ -1298,6 +1373,9 @@ static void op_set_brk(struct actor *a)
 			     via, strerror(-ret));
 		return;
 	}
+	if (ret && clone_lost_cmd(a, r, fd, ret))
+		return;
+	r->cloned |= !ret;
 	if (ret) {
 		/* Raising may hit a limit: ENOMEM, nothing changed. */
 		if (!(ret == -ENOMEM && nb > r->brk) &&
@@ -1520,8 +1598,10 @@ static void child_reset(struct actor *a, bool threads_alive)
 		a->have_ring = false;
 	}
 #endif
-	for (i = 0; i < a->nreg; i++)
+	for (i = 0; i < a->nreg; i++) {
 		a->reg[i].inherited = true;
+		a->reg[i].cloned = false;
+	}
 	for (i = 0; i < a->nreg; i++)
 		if (a->reg[i].dontfork) {
 			/* not in the child: touching it must SEGV */
@@ -1834,7 +1914,8 @@ static void setup_device(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: devfuzz [--seed S] [--seconds N] [--rounds N] "
-		"[--ops N] [--exclusive] [--fault-injection] [--verbose]\n");
+		"[--ops N] [--exclusive] [--fault-injection] [--verbose] "
+		"[--self-test] [--fail-proc-read]\n");
 	exit(2);
 }
 
@@ -1863,6 +1944,8 @@ int main(int argc, char **argv)
 			opt_fault = true;
 		} else if (!strcmp(argv[i], "--self-test")) {
 			opt_self_test = true;
+		} else if (!strcmp(argv[i], "--fail-proc-read")) {
+			opt_fail_proc_read = true;
 		} else if (!strcmp(argv[i], "--verbose")) {
 			opt_verbose = true;
 		} else if (!strcmp(argv[i], "--exec-child")) {
@@ -1944,6 +2027,9 @@ int main(int argc, char **argv)
 		global_check(&main_actor, "after a round");
 		rounds++;
 	}
+	if (opt_fail_proc_read)
+		printf("# reads of %s/processes that failed with ENOMEM: %lu\n",
+		       UPALLOC_PROC_DIR, proc_read_enomem);
 	printf("# %lu rounds, %lu operations of the main processes, %" PRIu64
 	       " of all processes and threads (exec children excepted) in "
 	       "%.1f s: %.0f/s\n", rounds, total_ops,
