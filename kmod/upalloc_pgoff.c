@@ -20,15 +20,27 @@
  * 2^34 pages). A zone has 2^(45-k) slots (at most INT_MAX): 2^19 regions
  * of the default max_region_pages (2^26) can be alive at once, and offset
  * 0 is never used.
+ *
+ * offset_space_pages (a module parameter, root only) shrinks the space for
+ * tests: each zone then offers only its share of it, a 64th, so that
+ * running out of offsets takes a few thousand mmaps instead of millions.
  */
 #include <linux/bits.h>
 #include <linux/idr.h>
 #include <linux/log2.h>
+#include <linux/moduleparam.h>
 
 #include "upalloc.h"
 
 #define UPALLOC_ZONE_SHIFT	45
 #define UPALLOC_NR_ZONES	(UPALLOC_ZONE_SHIFT + 1)
+/* 64 zones of 2^45 pages: the whole space, and the parameter's maximum. */
+#define UPALLOC_SPACE_SHIFT	(UPALLOC_ZONE_SHIFT + 6)
+
+static unsigned long offset_space_pages = BIT_ULL(UPALLOC_SPACE_SHIFT);
+module_param(offset_space_pages, ulong, 0644);
+MODULE_PARM_DESC(offset_space_pages,
+		 "Page-offset space regions take their ranges from, for tests (default and most 2^51)");
 
 static struct ida upalloc_pgoff_zones[UPALLOC_NR_ZONES];
 
@@ -46,14 +58,20 @@ void upalloc_pgoff_init(void)
  */
 int upalloc_pgoff_alloc(pgoff_t nr_pages, pgoff_t *base)
 {
+	unsigned long space = READ_ONCE(offset_space_pages);
 	unsigned int k = order_base_2(nr_pages);
 	unsigned long slots;
 	int slot;
 
 	if (k >= UPALLOC_NR_ZONES)
 		return -ENOMEM;
-	slots = min_t(unsigned long, BIT_ULL(UPALLOC_ZONE_SHIFT - k),
-		      (unsigned long)INT_MAX + 1);
+	/* A zone's share of the space, in slots of 2^k pages. */
+	space = min_t(unsigned long, space, BIT_ULL(UPALLOC_SPACE_SHIFT));
+	slots = (space >> (UPALLOC_SPACE_SHIFT - UPALLOC_ZONE_SHIFT)) >> k;
+	slots = min_t(unsigned long, slots, (unsigned long)INT_MAX + 1);
+	/* Zone 0 never hands out slot 0. */
+	if (slots <= (k ? 0 : 1))
+		return -ENOMEM;
 	slot = ida_alloc_range(&upalloc_pgoff_zones[k], k ? 0 : 1, slots - 1,
 			       GFP_KERNEL_ACCOUNT);
 	if (slot < 0)
