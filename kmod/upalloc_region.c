@@ -185,8 +185,12 @@ static bool page_reusable(struct page *page, int extra)
 	return page_ref_count(page) <= 1 + upalloc_page_mapcount(page) + extra;
 }
 
-/* Drop one table's share of page; family mutex held. */
-static void page_unshare(struct page *page)
+/*
+ * Drop one table's share of page, a table of proc's; family mutex held.
+ * The last share leaves the page counted while a pipe or a pin still
+ * holds it (upalloc_orphan.c).
+ */
+static void page_unshare(struct upalloc_proc *proc, struct page *page)
 {
 	unsigned long share = page_share(page);
 
@@ -195,6 +199,8 @@ static void page_unshare(struct page *page)
 		return;
 	}
 	page_disown(page);
+	if (upalloc_orphan_keep(proc, page))
+		return;
 	upalloc_pages_live_add(-1);
 	upalloc_stat_add(UPALLOC_STAT_PAGES_FREED, 1);
 }
@@ -249,7 +255,7 @@ static void table_drop_all(struct upalloc_region *r)
 		n = 0;
 		mutex_lock(&fam->lock);
 		xa_for_each_start(&r->pages, idx, page, idx) {
-			page_unshare(page);
+			page_unshare(r->proc, page);
 			put_page(page);
 			if (++n == UPALLOC_WALK_BATCH)
 				break;
@@ -479,7 +485,7 @@ static void region_retire_page(struct upalloc_region *r,
 	unlock_page(page);
 	upalloc_zap(vma, addr, PAGE_SIZE);
 	mutex_lock(&r->family->lock);
-	page_unshare(page);
+	page_unshare(r->proc, page);
 	mutex_unlock(&r->family->lock);
 	put_page(page);
 }
@@ -706,7 +712,7 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 	/* Our own page lock stood for step 2 of the protocol. */
 	upalloc_zap(vma, addr, PAGE_SIZE);
 	mutex_lock(&fam->lock);
-	page_unshare(page);
+	page_unshare(r->proc, page);
 	mutex_unlock(&fam->lock);
 	put_page(page);
 	return VM_FAULT_NOPAGE;
@@ -948,7 +954,7 @@ static u64 region_remove_range(struct upalloc_region *r,
 			    (hi - lo + 1) << PAGE_SHIFT);
 		mutex_lock(&fam->lock);
 		for (i = 0; i < n; i++)
-			page_unshare(batch[i]);
+			page_unshare(r->proc, batch[i]);
 		mutex_unlock(&fam->lock);
 		for (i = 0; i < n; i++)
 			put_page(batch[i]);
