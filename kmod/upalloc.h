@@ -73,7 +73,8 @@ struct upalloc_counters {
  * Statistics of one mm (process).
  *
  * Invariants:
- *   pages_live == sum over the mm's live regions of region->nr_present
+ *   pages_live == sum over the mm's live regions of region->nr_present,
+ *                 plus the orphans naming the record (upalloc_orphan.c)
  *   regions == number of live regions whose ->proc is this record
  *   committed == sum over those regions of region->brk
  * Locks: node, regions under upalloc_procs_lock; committed under
@@ -82,8 +83,8 @@ struct upalloc_counters {
  * Lifetime: the record holds an mmgrab() reference, so mm stays a unique
  * identity; it is unhashed once it has no regions and the mm is dead
  * (mm_users == 0), or at module exit, and freed when ref (one for the
- * hash table, one per reader of /proc/upalloc/processes formatting it)
- * drops to 0.
+ * hash table, one per reader of /proc/upalloc/processes formatting it,
+ * one per orphan) drops to 0.
  */
 struct upalloc_proc {
 	struct hlist_node node;
@@ -203,6 +204,11 @@ void upalloc_region_describe(struct upalloc_region *r,
 void upalloc_zap(struct vm_area_struct *vma, unsigned long addr,
 		 unsigned long size);
 
+/* upalloc_orphan.c */
+bool upalloc_orphan_keep(struct upalloc_proc *proc, struct page *page);
+void upalloc_orphans_reap(void);
+void upalloc_orphans_exit(void);
+
 /* upalloc_pgoff.c */
 void upalloc_pgoff_init(void);
 int upalloc_pgoff_alloc(pgoff_t nr_pages, pgoff_t *base);
@@ -223,6 +229,8 @@ struct upalloc_proc *upalloc_proc_get(struct mm_struct *mm, gfp_t gfp);
 void upalloc_proc_put_region(struct upalloc_proc *proc);
 int upalloc_commit(struct upalloc_proc *proc, long pages, bool force);
 int upalloc_commit_fork(struct upalloc_proc *proc, long pages);
+void upalloc_proc_hold(struct upalloc_proc *proc);
+void upalloc_proc_unhold(struct upalloc_proc *proc);
 void upalloc_proc_fill_stats(struct upalloc_proc_stats *st);
 
 /* upalloc_ioctl.c */

@@ -124,6 +124,7 @@ out_pgoff:
 static void __exit upalloc_exit(void)
 {
 	misc_deregister(&upalloc_misc);
+	upalloc_orphans_exit();
 	upalloc_stats_exit();
 	upalloc_pages_exit();
 	upalloc_pgoff_exit();

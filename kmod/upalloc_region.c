@@ -159,8 +159,8 @@ static void page_disown(struct page *page)
  * snapshot of the page out (vmsplice into a pipe, a pin) before it let go
  * of its share, and a write in place would change what it let out. The
  * kernel's anonymous memory has the same rule (PageAnonExclusive). A page
- * the module knows to be pinned is copied for the child at fork instead,
- * so the pin keeps pointing into its owner's memory.
+ * with such a reference (a pin, direct I/O in flight) at fork is copied for
+ * the child instead, so the DMA keeps going into its owner's memory.
  */
 #define PAGE_WAS_SHARED		BIT(BITS_PER_LONG - 1)
 
@@ -185,8 +185,12 @@ static bool page_reusable(struct page *page, int extra)
 	return page_ref_count(page) <= 1 + upalloc_page_mapcount(page) + extra;
 }
 
-/* Drop one table's share of page; family mutex held. */
-static void page_unshare(struct page *page)
+/*
+ * Drop one table's share of page, a table of proc's; family mutex held.
+ * The last share leaves the page counted while a pipe or a pin still
+ * holds it (upalloc_orphan.c).
+ */
+static void page_unshare(struct upalloc_proc *proc, struct page *page)
 {
 	unsigned long share = page_share(page);
 
@@ -195,6 +199,8 @@ static void page_unshare(struct page *page)
 		return;
 	}
 	page_disown(page);
+	if (upalloc_orphan_keep(proc, page))
+		return;
 	upalloc_pages_live_add(-1);
 	upalloc_stat_add(UPALLOC_STAT_PAGES_FREED, 1);
 }
@@ -249,7 +255,7 @@ static void table_drop_all(struct upalloc_region *r)
 		n = 0;
 		mutex_lock(&fam->lock);
 		xa_for_each_start(&r->pages, idx, page, idx) {
-			page_unshare(page);
+			page_unshare(r->proc, page);
 			put_page(page);
 			if (++n == UPALLOC_WALK_BATCH)
 				break;
@@ -340,18 +346,33 @@ void upalloc_region_put(struct upalloc_region *r)
 }
 
 /*
+ * May a device be reading or writing page? A pin (FOLL_PIN) says so; 6.1's
+ * direct I/O takes plain references (FOLL_GET), seen only as references
+ * besides one per table holding the page and one per PTE mapping it
+ * (none is changing: the fork holds the parent's mmap lock for writing,
+ * and faults hold it or the VMA's lock). A transient reference (a
+ * lockless lookup) only costs a needless copy. Family mutex held.
+ */
+static bool page_maybe_dma(struct page *page)
+{
+	return folio_maybe_dma_pinned(page_folio(page)) ||
+	       page_ref_count(page) > page_share(page) +
+				      upalloc_page_mapcount(page);
+}
+
+/*
  * Enter page (idx of the parent's table) into the child's table r: shared
- * (share + 1), or, when it may be pinned for DMA, as a copy of the child's
- * own, which leaves the pinned page the parent's alone (the kernel does
- * the same for anonymous memory). Family mutex held. Returns the page
- * entered or NULL (out of memory).
+ * (share + 1), or, when a device may be using it (page_maybe_dma()), as a
+ * copy of the child's own, which leaves the page under DMA the parent's
+ * alone (the kernel does the same for pinned anonymous memory). Family
+ * mutex held. Returns the page entered or NULL (out of memory).
  */
 static struct page *clone_page(struct upalloc_region *r, pgoff_t idx,
 			       struct page *page)
 {
 	struct page *copy;
 
-	if (folio_maybe_dma_pinned(page_folio(page)) && !PageHWPoison(page)) {
+	if (page_maybe_dma(page) && !PageHWPoison(page)) {
 		copy = alloc_page(UPALLOC_GFP);
 		if (!copy)
 			return NULL;
@@ -479,7 +500,7 @@ static void region_retire_page(struct upalloc_region *r,
 	unlock_page(page);
 	upalloc_zap(vma, addr, PAGE_SIZE);
 	mutex_lock(&r->family->lock);
-	page_unshare(page);
+	page_unshare(r->proc, page);
 	mutex_unlock(&r->family->lock);
 	put_page(page);
 }
@@ -706,7 +727,7 @@ vm_fault_t upalloc_region_mkwrite(struct upalloc_region *r,
 	/* Our own page lock stood for step 2 of the protocol. */
 	upalloc_zap(vma, addr, PAGE_SIZE);
 	mutex_lock(&fam->lock);
-	page_unshare(page);
+	page_unshare(r->proc, page);
 	mutex_unlock(&fam->lock);
 	put_page(page);
 	return VM_FAULT_NOPAGE;
@@ -948,7 +969,7 @@ static u64 region_remove_range(struct upalloc_region *r,
 			    (hi - lo + 1) << PAGE_SHIFT);
 		mutex_lock(&fam->lock);
 		for (i = 0; i < n; i++)
-			page_unshare(batch[i]);
+			page_unshare(r->proc, batch[i]);
 		mutex_unlock(&fam->lock);
 		for (i = 0; i < n; i++)
 			put_page(batch[i]);

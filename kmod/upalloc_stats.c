@@ -7,7 +7,9 @@
  * /proc/upalloc/stats, one "name value" line each, in the order of the
  * team contract. Counters never reset. Pages are physical pages:
  *   pages_live = pages_allocated - pages_freed, pages held by the module (a
- *   page shared by fork relatives counts once); pages_peak its maximum.
+ *   page shared by fork relatives counts once; a page no table holds any
+ *   more stays until nothing else, a pipe or a pin, holds it either:
+ *   upalloc_orphan.c); pages_peak its maximum.
  *   pages_committed = sum of all regions' breaks in pages.
  *   faults = faults_read + faults_write: ->fault calls that mapped a page or
  *   raised SIGBUS (POPULATE maps through them too, in forked regions only;
@@ -251,6 +253,17 @@ static void proc_put(struct upalloc_proc *proc)
 		proc_free(proc);
 }
 
+/* A reference of an orphan page to the record it is counted in. */
+void upalloc_proc_hold(struct upalloc_proc *proc)
+{
+	refcount_inc(&proc->ref);
+}
+
+void upalloc_proc_unhold(struct upalloc_proc *proc)
+{
+	proc_put(proc);
+}
+
 static bool proc_is_dead(struct upalloc_proc *proc)
 {
 	return !proc->regions && !atomic_read(&proc->mm->mm_users);
@@ -389,6 +402,7 @@ void upalloc_proc_fill_stats(struct upalloc_proc_stats *st)
 	struct upalloc_proc *proc;
 	u64 live_peak;
 
+	upalloc_orphans_reap();
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
 	st->version = UPALLOC_ABI_VERSION;
@@ -425,10 +439,12 @@ static void stat_line(struct seq_file *m, const char *name, u64 value)
 
 static int upalloc_stats_show(struct seq_file *m, void *v)
 {
-	u64 live_peak = atomic64_read(&upalloc_pages_live_peak);
 	u64 sum[UPALLOC_NR_STATS];
 	unsigned int i;
+	u64 live_peak;
 
+	upalloc_orphans_reap();
+	live_peak = atomic64_read(&upalloc_pages_live_peak);
 	counters_sum(&upalloc_counters, sum);
 	stat_line(m, "regions_live", sum[UPALLOC_STAT_REGIONS_CREATED] -
 		  sum[UPALLOC_STAT_REGIONS_DESTROYED]);
@@ -545,6 +561,7 @@ static int upalloc_processes_show(struct seq_file *m, void *v)
 	struct upalloc_proc **procs;
 	unsigned int max, n, i;
 
+	upalloc_orphans_reap();
 	seq_puts(m, "pid comm regions pages_live pages_peak pages_committed faults\n");
 	for (;;) {
 		/* Room for records created meanwhile, or try again. */

@@ -6,7 +6,13 @@
  * break and the commit charge are unchanged, and the statistics drop by the
  * exact number of pages freed. Also checks what madvise(MADV_DONTNEED) does on
  * these mappings, as the module documents it.
+ *
+ * A page something else still holds when it leaves the region (a pipe
+ * buffer filled by vmsplice(), a pin) is not freed until that reference
+ * goes, and stays counted until then (issue 11, item 8).
  */
+#include <sys/uio.h>
+
 #include "upalloc_test.h"
 
 #define NPAGES 16
@@ -165,6 +171,118 @@ TEST_F(decommit, madvise_dontneed_behaviour)
 	EXPECT_EQ(-1, check_pages(self->p, 0, 4, 6));
 	READ_STATS(&after);
 	EXPECT_EQ(0, STAT_DELTA(after, before, pages_allocated));
+}
+
+#define SPLICED	8
+
+/* vmsplice() pages [0, SPLICED) of p into a new pipe; 0 or -1. */
+static int splice_pages(char *p, int pipefd[2])
+{
+	struct iovec iov = { .iov_base = p, .iov_len = PAGES(SPLICED) };
+	ssize_t n;
+
+	if (pipe(pipefd))
+		return -1;
+	while (iov.iov_len) {
+		n = vmsplice(pipefd[1], &iov, 1, 0);
+		if (n <= 0)
+			return -1;
+		iov.iov_base = (char *)iov.iov_base + n;
+		iov.iov_len -= n;
+	}
+	return 0;
+}
+
+/* Read SPLICED pages from the pipe into buf and close it; 0 or -1. */
+static int drain_pipe(int pipefd[2], char *buf)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < PAGES(SPLICED)) {
+		n = read(pipefd[0], buf + got, PAGES(SPLICED) - got);
+		if (n <= 0)
+			return -1;
+		got += n;
+	}
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return 0;
+}
+
+/*
+ * The pipe holds the decommitted pages: they stay allocated, so they stay
+ * in pages_live (global and the process's) and out of pages_freed until
+ * the pipe lets go of them; the pipe keeps their old contents.
+ */
+TEST_F(decommit, decommit_of_vmspliced_pages_keeps_them_counted_until_pipe_drains)
+{
+	struct upa_stats before, mid, after;
+	struct upalloc_proc_stats ps;
+	int pipefd[2];
+	uint64_t nr = 0;
+	char *buf;
+
+	NEED_DEVICE();
+	buf = malloc(PAGES(SPLICED));
+	ASSERT_NE(NULL, buf);
+	fill_pages(self->p, 0, SPLICED, 3);
+	ASSERT_EQ(0, splice_pages(self->p, pipefd));
+	READ_STATS(&before);
+	ASSERT_EQ(0, upa_decommit(self->fd, self->p, PAGES(NPAGES), &nr));
+	EXPECT_EQ(SPLICED, nr);
+	READ_STATS(&mid);
+	EXPECT_EQ(0, STAT_DELTA(mid, before, pages_live));
+	EXPECT_EQ(0, STAT_DELTA(mid, before, pages_freed));
+	EXPECT_EQ(SPLICED, STAT_DELTA(mid, before, pages_decommitted));
+	EXPECT_EQ(0, upa_pages_present(self->fd, self->p));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(SPLICED, ps.pages_live);
+
+	ASSERT_EQ(0, drain_pipe(pipefd, buf));
+	EXPECT_EQ(-1, check_pages(buf, 0, SPLICED, 3));
+	READ_STATS(&after);
+	EXPECT_EQ(-SPLICED, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(SPLICED, STAT_DELTA(after, before, pages_freed));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(0, ps.pages_live);
+	/* The region itself got fresh pages. */
+	EXPECT_EQ(-1, check_zero_pages(self->p, 0, SPLICED));
+	free(buf);
+}
+
+/* Likewise when the region goes away while the pipe holds its pages. */
+TEST_F(decommit, unmap_of_vmspliced_pages_keeps_them_counted_until_pipe_drains)
+{
+	struct upa_stats before, mid, after;
+	struct upalloc_proc_stats ps;
+	int pipefd[2];
+	char *buf;
+
+	NEED_DEVICE();
+	buf = malloc(PAGES(SPLICED));
+	ASSERT_NE(NULL, buf);
+	fill_pages(self->p, 0, SPLICED, 4);
+	ASSERT_EQ(0, splice_pages(self->p, pipefd));
+	READ_STATS(&before);
+	ASSERT_EQ(0, munmap(self->p, PAGES(NPAGES)));
+	self->p = NULL;
+	READ_STATS(&mid);
+	EXPECT_EQ(-1, STAT_DELTA(mid, before, regions_live));
+	EXPECT_EQ(0, STAT_DELTA(mid, before, pages_live));
+	EXPECT_EQ(0, STAT_DELTA(mid, before, pages_freed));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(0, ps.regions_live);
+	EXPECT_EQ(SPLICED, ps.pages_live);
+
+	ASSERT_EQ(0, drain_pipe(pipefd, buf));
+	EXPECT_EQ(-1, check_pages(buf, 0, SPLICED, 4));
+	READ_STATS(&after);
+	EXPECT_EQ(-SPLICED, STAT_DELTA(after, before, pages_live));
+	EXPECT_EQ(SPLICED, STAT_DELTA(after, before, pages_freed));
+	ASSERT_EQ(0, upa_proc_stats(self->fd, &ps));
+	EXPECT_EQ(0, ps.pages_live);
+	free(buf);
 }
 
 UPALLOC_TEST_MAIN
