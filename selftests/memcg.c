@@ -240,7 +240,8 @@ static long long fork_growth(int fd, const char *dir, size_t nr)
  * CLONE_PAGES pages grows memory.current by about its table more than
  * the fork of a small one does.
  */
-TEST_F(memcg, fork_clone_table_is_charged_to_forking_memcg)
+/* Forks of a big region: minutes under KASAN on a loaded host. */
+TEST_F_TIMEOUT(memcg, fork_clone_table_is_charged_to_forking_memcg, 300)
 {
 	long long small, big;
 	pid_t pid;

@@ -10,7 +10,7 @@
 # result when the kernel log is readable (no BUG/WARNING/Oops/"Bad page state"
 # etc. appeared while it ran), and the run ends with
 # "final.module_params_restored" (every module parameter has its value from
-# before the run; restored otherwise) and "final.no_pages_or_regions_left"
+# before the run; put back after each binary) and "final.no_pages_or_regions_left"
 # (pages_live and regions_live are 0 once every test has exited) when the
 # module is loaded.
 #
@@ -55,6 +55,21 @@ if [ -d "$params" ]; then
 		[ -r "$f" ] && saved_params[$f]=$(cat "$f")
 	done
 fi
+
+# Put back what a binary left changed (one killed at its timeout skips its
+# teardown), before the next binary runs: its limits must not make other
+# binaries fail. What was left is reported by final.module_params_restored.
+params_left=""
+restore_params() { # binary
+	local f now
+	for f in "${!saved_params[@]}"; do
+		now=$(cat "$f" 2>/dev/null)
+		if [ "$now" != "${saved_params[$f]}" ]; then
+			params_left="$params_left $1:$(basename "$f")=$now"
+			echo "${saved_params[$f]}" >"$f" 2>/dev/null
+		fi
+	done
+}
 
 outfile=$(mktemp "${TMPDIR:-/tmp}/upalloc-selftest.XXXXXX") || exit 1
 trap 'rm -f "$outfile"' EXIT
@@ -130,6 +145,8 @@ for bin in "$@"; do
 		[ "$complete" = 1 ] && result fail "$base.exit_status" "$why" ;;
 	esac
 
+	restore_params "$base"
+
 	if [ $can_read_kernel_log = 1 ]; then
 		bad=$(dmesg 2>/dev/null | tail -n +"$((log_before + 1))" |
 			grep -E "$bad_kernel_log")
@@ -143,18 +160,10 @@ for bin in "$@"; do
 done
 
 if [ ${#saved_params[@]} -gt 0 ]; then
-	changed=""
-	for f in "${!saved_params[@]}"; do
-		now=$(cat "$f" 2>/dev/null)
-		if [ "$now" != "${saved_params[$f]}" ]; then
-			changed="$changed $(basename "$f")=$now"
-			echo "${saved_params[$f]}" >"$f" 2>/dev/null
-		fi
-	done
-	if [ -z "$changed" ]; then
+	if [ -z "$params_left" ]; then
 		result ok final.module_params_restored
 	else
-		echo "# left changed (now restored):$changed"
+		echo "# left changed (restored after each binary):$params_left"
 		result fail final.module_params_restored
 	fi
 fi
