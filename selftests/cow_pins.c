@@ -392,6 +392,27 @@ static int direct_io_start(struct direct_io *io, pthread_t *th)
 }
 
 /*
+ * The O_DIRECT scenarios' start: the RAM disk's page holds disk_fill, the
+ * region's first page mem_fill, and a transfer of that page (a read into
+ * it, or a write from it) is left in flight. *blk is the caller's to free.
+ */
+static void start_odirect_in_flight(struct __test_metadata *_metadata,
+				    struct direct_io *io, pthread_t *th,
+				    const struct delay_dev *dev, char *page,
+				    char **blk, char disk_fill, char mem_fill)
+{
+	ASSERT_EQ(0, posix_memalign((void **)blk, page_size(), page_size()));
+	memset(*blk, disk_fill, page_size());
+	ASSERT_EQ(0, ram_disk_page(*blk, true));
+	memset(page, mem_fill, page_size());
+	io->path = dev->path;
+	io->buf = page;
+	ASSERT_EQ(0, direct_io_start(io, th))
+		TH_LOG("the %s did not stay in flight: %s",
+		       io->write ? "write" : "read", strerror(io->err));
+}
+
+/*
  * An O_DIRECT read into the page is in flight at fork: the device writes
  * after the fork, into the parent's memory, also when the parent writes
  * another part of the page meanwhile (a copy-on-write there would leave
@@ -409,14 +430,7 @@ TEST_F(cow_pins, odirect_read_in_flight_at_fork_lands_in_parent)
 
 	NEED_DEVICE();
 	NEED_DELAY_DEV(&dev);
-	ASSERT_EQ(0, posix_memalign((void **)&blk, page_size(), page_size()));
-	memset(blk, 'D', page_size());
-	ASSERT_EQ(0, ram_disk_page(blk, true));
-	memset(p, 'A', page_size());
-	io.path = dev.path;
-	io.buf = p;
-	ASSERT_EQ(0, direct_io_start(&io, &th))
-		TH_LOG("the read did not stay in flight: %s", strerror(io.err));
+	start_odirect_in_flight(_metadata, &io, &th, &dev, p, &blk, 'D', 'A');
 
 	pid = fork();
 	ASSERT_LE(0, pid);
@@ -457,15 +471,8 @@ TEST_F(cow_pins, odirect_write_in_flight_at_fork_then_unmap_in_parent_sends_pare
 
 	NEED_DEVICE();
 	NEED_DELAY_DEV(&dev);
-	ASSERT_EQ(0, posix_memalign((void **)&blk, page_size(), page_size()));
-	memset(blk, 'Z', page_size());
-	ASSERT_EQ(0, ram_disk_page(blk, true));
-	memset(p, 'A', page_size());
-	io.path = dev.path;
-	io.buf = p;
 	io.write = true;
-	ASSERT_EQ(0, direct_io_start(&io, &th))
-		TH_LOG("the write did not stay in flight: %s", strerror(io.err));
+	start_odirect_in_flight(_metadata, &io, &th, &dev, p, &blk, 'Z', 'A');
 
 	pid = fork();
 	ASSERT_LE(0, pid);
