@@ -1673,6 +1673,37 @@ struct thread_arg {
 
 static struct thread_arg thr[2];
 
+/*
+ * The threads run on stacks wiped at fork, not copied (MADV_WIPEONFORK):
+ * the main thread's fork then never makes a thread's stack copy-on-write
+ * while that thread is inside a command. Otherwise the module's copy of a
+ * result onto the stack needs a page, an allocation with the module on
+ * the call stack that fault injection fails, and the command returns
+ * EFAULT: the kernel's rule for any system call under memory exhaustion,
+ * not the module's (FINDINGS.md, finding 5). Children start no threads.
+ */
+#define THREAD_STACK_SIZE	(8UL << 20)
+
+static void *thread_stack(int i)
+{
+	static void *stacks[2];
+	void *s;
+
+	if (stacks[i])
+		return stacks[i];
+	s = mmap(NULL, THREAD_STACK_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+		 -1, 0);
+	if (s == MAP_FAILED)
+		return NULL;
+	if (madvise(s, THREAD_STACK_SIZE, MADV_WIPEONFORK)) {
+		munmap(s, THREAD_STACK_SIZE);
+		return NULL;
+	}
+	stacks[i] = s;
+	return s;
+}
+
 static void *thread_main(void *p)
 {
 	struct thread_arg *t = p;
@@ -1713,6 +1744,8 @@ static void op_thread(struct actor *a)
 {
 	int i = (int)below(a, 2);
 	struct thread_arg *t = &thr[i];
+	pthread_attr_t attr;
+	void *stack;
 
 	if (t->running) {
 		pthread_join(t->tid, NULL);
@@ -1726,11 +1759,19 @@ static void op_thread(struct actor *a)
 	t->a.rng = mix(next(a));
 	t->n = 20 + below(a, 100);
 	note(a, "thread%d starts (%lu ops)", i + 1, t->n);
+	stack = thread_stack(i);
+	if (!stack) {
+		note(a, "thread%d: no stack: %s", i + 1, strerror(errno));
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, stack, THREAD_STACK_SIZE);
 	/* thread regions are outside the main actor's model */
-	if (pthread_create(&t->tid, NULL, thread_main, t) == 0) {
+	if (pthread_create(&t->tid, &attr, thread_main, t) == 0) {
 		t->running = true;
 		threads_alive++;
 	}
+	pthread_attr_destroy(&attr);
 }
 
 static void run_ops(struct actor *a, unsigned long n, bool may_fork)
